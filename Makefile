@@ -1,0 +1,35 @@
+# Two commands on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CONFIG ?= config/default.toml
+ARGS ?=
+
+.PHONY: setup run test lint bench clean
+
+setup: $(VENV)/.installed
+
+# One pip command for everything so pip picks a botocore that both moto and aiobotocore accept.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+run: setup
+	$(VENV)/bin/hydromon run --config $(CONFIG) $(ARGS)
+
+test: setup
+	./scripts/ensure-redis.sh
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q $(ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+bench: setup
+	$(PY) bench/decode.py
+	$(PY) bench/models.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
