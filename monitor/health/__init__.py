@@ -1,0 +1,1 @@
+"""Feed health: per-segment audio analysis, the per-feed state machine, the HTTP server."""

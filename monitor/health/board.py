@@ -1,0 +1,58 @@
+"""All feeds' health in one place, plus the daemon's readiness, for /status and the metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from monitor.health.state import FeedHealth, FeedState, HealthSettings
+from monitor.metrics import Metrics
+from monitor.timebase import format_utc, utc_now
+
+
+@dataclass(slots=True)
+class HealthBoard:
+    settings: HealthSettings = field(default_factory=HealthSettings)
+    metrics: Metrics | None = None
+    started: datetime = field(default_factory=utc_now)
+    engine_loaded: bool = False
+    ingest_started: bool = False
+    feeds: dict[str, FeedHealth] = field(default_factory=dict)
+
+    def feed(self, name: str) -> FeedHealth:
+        if name not in self.feeds:
+            self.feeds[name] = FeedHealth(name, self.settings)
+            if self.metrics is not None:
+                self.metrics.set_feed_state(name, FeedState.UNKNOWN)
+        return self.feeds[name]
+
+    @property
+    def ready(self) -> bool:
+        return self.engine_loaded and self.ingest_started
+
+    def changed(self, message: dict[str, object] | None) -> dict[str, object] | None:
+        """Pass a ``feed_status`` message (or None) through, updating the metrics."""
+        if message is not None and self.metrics is not None:
+            self.metrics.set_feed_state(str(message["feed"]), str(message["state"]))
+        return message
+
+    def tick(self, now: datetime) -> list[dict[str, object]]:
+        """Re-evaluate the clock-driven states (Offline, Lagged); the resulting changes."""
+        messages = []
+        for health in self.feeds.values():
+            message = self.changed(health.evaluate(now))
+            if message is not None:
+                messages.append(message)
+            if self.metrics is not None and health.lag_s is not None:
+                self.metrics.set_lag(health.feed, health.lag_s)
+        return messages
+
+    def status(self, now: datetime) -> dict[str, object]:
+        return {
+            "now": format_utc(now),
+            "started": format_utc(self.started),
+            "ready": self.ready,
+            "engine_loaded": self.engine_loaded,
+            "ingest_started": self.ingest_started,
+            "feeds": {name: self.feeds[name].snapshot() for name in sorted(self.feeds)},
+        }

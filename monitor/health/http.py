@@ -1,0 +1,137 @@
+"""The health HTTP server: /healthz, /readyz, /status, /metrics (aiohttp.web).
+
+- ``/healthz``: liveness. Answering at all shows the event loop turns; it also reports the
+  worst loop stall seen by a heartbeat task in the last interval and answers 503 when that
+  exceeds ``max_loop_stall_s`` (something blocked the loop).
+- ``/readyz``: 200 once the engine is loaded and ingest has started, else 503.
+- ``/status``: JSON per feed (state, last segment, lag, gaps, restarts, last error + hint).
+- ``/metrics``: the Prometheus text exposition of hydromon's own registry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from monitor.health.board import HealthBoard
+from monitor.logs import get_logger
+from monitor.metrics import CONTENT_TYPE, Metrics
+from monitor.timebase import utc_now
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class HttpSettings:
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = field(default=9108, metadata={"min": 0, "max": 65535})  # 0: any free port
+    heartbeat_s: float = field(default=0.5, metadata={"gt": 0.0})
+    max_loop_stall_s: float = field(default=5.0, metadata={"gt": 0.0})
+
+
+@dataclass(slots=True)
+class LoopHeartbeat:
+    """Sleeps ``interval`` in a loop and records how late each wake-up was."""
+
+    interval: float
+    worst_recent_s: float = 0.0
+    last_beat: float = field(default_factory=time.monotonic)
+    _task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="loop-heartbeat")
+
+    async def _run(self) -> None:
+        window_worst = 0.0
+        beats = 0
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(self.interval)
+            self.last_beat = time.monotonic()
+            late = self.last_beat - before - self.interval
+            window_worst = max(window_worst, late)
+            beats += 1
+            if beats * self.interval >= 10.0:  # keep the worst stall of the last ~10 s
+                self.worst_recent_s, window_worst, beats = window_worst, 0.0, 0
+            else:
+                self.worst_recent_s = max(self.worst_recent_s, window_worst)
+
+    def stall_s(self) -> float:
+        """The worst recent stall, or how long the current beat is overdue."""
+        overdue = time.monotonic() - self.last_beat - self.interval
+        return max(self.worst_recent_s, overdue, 0.0)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+class HealthServer:
+    def __init__(self, settings: HttpSettings, board: HealthBoard, metrics: Metrics) -> None:
+        self.settings = settings
+        self.board = board
+        self.metrics = metrics
+        self.heartbeat = LoopHeartbeat(settings.heartbeat_s)
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/status", self._status)
+        app.router.add_get("/metrics", self._metrics)
+        return app
+
+    async def start(self) -> int:
+        """Bind and serve; returns the bound port (useful when the setting is 0)."""
+        self.heartbeat.start()
+        self._runner = web.AppRunner(self.app(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.settings.host, self.settings.port)
+        try:
+            await site.start()
+        except OSError as exc:
+            await self.close()
+            raise OSError(
+                f"health server cannot bind {self.settings.host}:{self.settings.port}: {exc}"
+            ) from exc
+        self.port = int(self._runner.addresses[0][1])
+        log.info("health server listening", host=self.settings.host, port=self.port)
+        return self.port
+
+    async def close(self) -> None:
+        await self.heartbeat.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        stall = self.heartbeat.stall_s()
+        ok = stall <= self.settings.max_loop_stall_s
+        body = {"ok": ok, "loop_stall_s": round(stall, 3)}
+        return web.json_response(body, status=200 if ok else 503)
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        board = self.board
+        body = {
+            "ready": board.ready,
+            "engine_loaded": board.engine_loaded,
+            "ingest_started": board.ingest_started,
+        }
+        return web.json_response(body, status=200 if board.ready else 503)
+
+    async def _status(self, request: web.Request) -> web.Response:
+        return web.json_response(self.board.status(utc_now()))
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        response = web.Response(body=self.metrics.exposition())
+        response.headers["Content-Type"] = CONTENT_TYPE
+        return response
