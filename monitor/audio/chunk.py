@@ -18,7 +18,8 @@ class AudioChunk:
     samples: np.ndarray  # float32, shape (channels, n)
     source: SegmentRef
     gap_before: bool = False  # a new continuous run starts here
-    channel_rms: tuple[float, ...] = field(default=())
+    channel_rms: tuple[float, ...] = field(default=())  # per decoded channel, before mixing
+    source_offset_s: float = 0.0  # where in the source segment's decoded audio this chunk begins
 
     @property
     def frames(self) -> int:
