@@ -1,0 +1,137 @@
+"""Model bundles: an exported classifier (HF folder) + optional denoiser (.pk) + ``bundle.json``
+(format version, labels, thresholds, window/hop, sample rates, metrics, provenance, and the
+sha256 of every file). ``load_bundle`` checks all of it and refuses a bundle that does not match.
+
+Imports only the standard library (the daemon loads this with only torch-side dependencies)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BUNDLE_FORMAT = 1
+MANIFEST = "bundle.json"
+CLASSIFIER_DIR = "classifier"
+DENOISER_FILE = "denoiser.pk"
+
+
+class BundleError(ValueError):
+    """A bundle that cannot be used; the message says why."""
+
+
+@dataclass(frozen=True)
+class Bundle:
+    path: Path
+    format_version: int
+    labels: tuple[str, ...]  # every label of the classifier, in output order
+    target_labels: tuple[str, ...]  # the labels the monitor reports
+    thresholds: dict[str, float]  # per target label
+    window_s: float
+    hop_s: float
+    classifier_dir: Path
+    classifier_sample_rate: int
+    denoiser_path: Path | None
+    denoiser_sample_rate: int | None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)  # relative path → sha256
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def bundle_files(folder: Path) -> dict[str, str]:
+    """sha256 of every file under ``folder`` except the manifest and hidden files."""
+    return {
+        path.relative_to(folder).as_posix(): sha256_file(path)
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and path.name != MANIFEST and not path.name.startswith(".")
+    }
+
+
+def _need(manifest: dict[str, Any], key: str, kind: type | tuple[type, ...], where: Path) -> Any:
+    if key not in manifest:
+        raise BundleError(f"{where}: {MANIFEST} lacks {key!r}")
+    value = manifest[key]
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise BundleError(
+            f"{where}: {MANIFEST} {key!r} has the wrong type ({type(value).__name__})"
+        )
+    return value
+
+
+def load_bundle(path: str | Path) -> Bundle:
+    """Read and verify a bundle: format version, required fields, labels vs thresholds, and the
+    checksum of every file (missing, changed or unlisted files are refused)."""
+    folder = Path(path)
+    manifest_path = folder / MANIFEST
+    if not manifest_path.is_file():
+        raise BundleError(f"{folder} is not a model bundle: no {MANIFEST}")
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise BundleError(f"{manifest_path}: cannot read it ({error})") from error
+    if not isinstance(manifest, dict):
+        raise BundleError(f"{manifest_path}: not a JSON object")
+    version = _need(manifest, "format_version", int, folder)
+    if version != BUNDLE_FORMAT:
+        raise BundleError(
+            f"{folder}: bundle format {version}, this hydromon reads format {BUNDLE_FORMAT}; "
+            "re-export the bundle with this version"
+        )
+    listed = _need(manifest, "files", dict, folder)
+    actual = bundle_files(folder)
+    missing = sorted(set(listed) - set(actual))
+    extra = sorted(set(actual) - set(listed))
+    changed = sorted(name for name in set(listed) & set(actual) if listed[name] != actual[name])
+    if missing or extra or changed:
+        raise BundleError(
+            f"{folder}: files do not match {MANIFEST}: missing {missing}, unlisted {extra}, "
+            f"checksum mismatch {changed}"
+        )
+    labels = tuple(_need(manifest, "labels", list, folder))
+    targets = tuple(_need(manifest, "target_labels", list, folder))
+    thresholds = _need(manifest, "thresholds", dict, folder)
+    unknown = [label for label in targets if label not in labels]
+    if unknown or set(thresholds) != set(targets):
+        raise BundleError(
+            f"{folder}: target labels {list(targets)} must be classifier labels and each needs one "
+            f"threshold (unknown {unknown}, thresholds for {sorted(thresholds)})"
+        )
+    if any(not isinstance(v, int | float) or not 0.0 <= v <= 1.0 for v in thresholds.values()):
+        raise BundleError(f"{folder}: thresholds must be numbers in [0, 1]: {thresholds}")
+    rates = _need(manifest, "sample_rates", dict, folder)
+    classifier_dir = folder / CLASSIFIER_DIR
+    if not (classifier_dir / "config.json").is_file():
+        raise BundleError(f"{folder}: no {CLASSIFIER_DIR}/config.json")
+    has_denoiser = DENOISER_FILE in listed
+    window_s = float(_need(manifest, "window_s", int | float, folder))
+    hop_s = float(_need(manifest, "hop_s", int | float, folder))
+    if window_s <= 0 or hop_s <= 0:
+        raise BundleError(f"{folder}: window_s and hop_s must be positive")
+    return Bundle(
+        path=folder,
+        format_version=version,
+        labels=labels,
+        target_labels=targets,
+        thresholds={k: float(v) for k, v in thresholds.items()},
+        window_s=window_s,
+        hop_s=hop_s,
+        classifier_dir=classifier_dir,
+        classifier_sample_rate=int(rates.get("classifier", 0)),
+        denoiser_path=folder / DENOISER_FILE if has_denoiser else None,
+        denoiser_sample_rate=int(rates["denoiser"])
+        if has_denoiser and "denoiser" in rates
+        else None,
+        metrics=dict(manifest.get("metrics", {})),
+        provenance=dict(manifest.get("provenance", {})),
+        files=dict(listed),
+    )

@@ -1,0 +1,426 @@
+"""One inference engine per process: all feeds' windows, batched, scored in one worker thread.
+
+Callers on any asyncio loop `await engine.score(samples, sample_rate)`. Requests wait in a
+bounded queue (callers await space when it is full); the worker takes up to `max_batch`
+requests, waiting at most `max_wait_ms` after the first for more, runs
+resample → (denoise) → features → classify under `torch.inference_mode`, and resolves each
+caller's future on that caller's loop. Requests of different length or rate in one batch run
+as separate sub-batches, so every score equals the unbatched score for that input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import threading
+import time
+from collections import Counter, deque
+from contextlib import AbstractContextManager, nullcontext, suppress
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import torchaudio
+
+from models.classifier.ast import Classifier
+from models.denoiser.model import Denoiser as OrcaDenoiser
+from models.device import (
+    Precision,
+    PrecisionChoice,
+    PrecisionRequest,
+    ThreadConfig,
+    choose_precision,
+    configure_threads,
+    select_device,
+)
+
+log = logging.getLogger(__name__)
+
+
+class Denoiser(Protocol):
+    sample_rate: int
+
+    def denoise(self, waveforms: torch.Tensor) -> torch.Tensor: ...
+
+    def to(self, device: torch.device | str) -> Any: ...
+
+
+class EngineStoppedError(RuntimeError):
+    """The engine is stopping or stopped (or never started) and takes no new requests."""
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    max_batch: int = 8
+    max_wait_ms: float = 25.0
+    queue_size: int = 64
+    device: str = "auto"
+    precision: PrecisionRequest = "auto"
+    # Largest score difference bf16 may show against fp32 on the startup probe.
+    bf16_tolerance: float = 0.02
+    num_threads: int = 0  # 0 → the cores this process may use
+    interop_threads: int = 1
+
+    def __post_init__(self) -> None:
+        if self.max_batch < 1:
+            raise ValueError("max_batch must be >= 1")
+        if self.queue_size < 1:
+            raise ValueError("queue_size must be >= 1")
+        if not (self.max_wait_ms >= 0 and math.isfinite(self.max_wait_ms)):
+            raise ValueError("max_wait_ms must be a finite number >= 0")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"precision must be auto, fp32 or bf16, not {self.precision!r}")
+        if self.num_threads < 0 or self.interop_threads < 0:
+            raise ValueError("thread counts must be >= 0")
+
+
+@dataclass
+class EngineStats:
+    requests: int = 0
+    failed_requests: int = 0
+    batches: int = 0
+    failed_batches: int = 0
+    batch_sizes: Counter[int] = field(default_factory=Counter)
+    inference_seconds: float = 0.0
+    audio_seconds: float = 0.0
+    queue_depth: int = 0
+    waiting_for_space: int = 0  # callers held back by a full queue right now
+
+    def copy(self) -> EngineStats:
+        return EngineStats(
+            requests=self.requests,
+            failed_requests=self.failed_requests,
+            batches=self.batches,
+            failed_batches=self.failed_batches,
+            batch_sizes=Counter(self.batch_sizes),
+            inference_seconds=self.inference_seconds,
+            audio_seconds=self.audio_seconds,
+            queue_depth=self.queue_depth,
+            waiting_for_space=self.waiting_for_space,
+        )
+
+
+@dataclass
+class _Request:
+    samples: np.ndarray
+    sample_rate: int
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[dict[str, float]]
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():  # the caller gave up (cancelled)
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+def _deliver(req: _Request, result: Any = None, error: BaseException | None = None) -> None:
+    try:
+        req.loop.call_soon_threadsafe(_settle, req.future, result, error)
+    except RuntimeError:
+        log.debug("caller's event loop is closed; dropping its result")
+
+
+class InferenceEngine:
+    def __init__(
+        self,
+        classifier: Classifier,
+        denoiser: Denoiser | None = None,
+        settings: EngineSettings | None = None,
+    ) -> None:
+        self.classifier = classifier
+        self.denoiser = denoiser
+        self.settings = settings or EngineSettings()
+        self.device = select_device(self.settings.device)
+        self.precision: PrecisionChoice | None = None  # the classifier's
+        self.denoiser_precision: PrecisionChoice | None = None
+        # For our ORCA-CLEAN denoiser: a view sharing its weights whose U-Net alone runs in
+        # bf16, so its STFT, ISTFT and de-emphasis filter stay fp32 (torchaudio's lfilter
+        # refuses bf16, so autocast around the whole `denoise` fails).
+        self._bf16_denoiser: OrcaDenoiser | None = None
+        self.threads: ThreadConfig | None = None
+        self._cond = threading.Condition()
+        self._pending: deque[_Request] = deque()
+        self._space_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._state = "new"  # new → running → stopping → stopped
+        self._thread: threading.Thread | None = None
+        self._stats = EngineStats()
+        self._resamplers: dict[tuple[int, int], torchaudio.transforms.Resample] = {}
+        self._ready = threading.Event()
+        self._setup_error: BaseException | None = None
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.classifier.target_labels
+
+    @property
+    def window_seconds(self) -> float:
+        return self.classifier.window_seconds
+
+    def stats(self) -> EngineStats:
+        with self._cond:
+            snapshot = self._stats.copy()
+            snapshot.queue_depth = len(self._pending)
+            snapshot.waiting_for_space = len(self._space_waiters)
+        return snapshot
+
+    def start(self) -> None:
+        """Start the worker thread (device set-up and the precision probe happen there)."""
+        with self._cond:
+            if self._state != "new":
+                raise RuntimeError(f"engine already {self._state}; make a new one")
+            self._state = "running"
+        self._thread = threading.Thread(target=self._run, name="inference-engine", daemon=True)
+        self._thread.start()
+
+    async def wait_ready(self) -> PrecisionChoice:
+        """Wait until set-up is done; raises its error if set-up failed."""
+        await asyncio.get_running_loop().run_in_executor(None, self._ready.wait)
+        if self._setup_error is not None:
+            raise self._setup_error
+        assert self.precision is not None
+        return self.precision
+
+    async def score(self, samples: np.ndarray, sample_rate: int) -> dict[str, float]:
+        """Score one mono window; returns {target label: score}."""
+        samples = _checked(samples, sample_rate)
+        loop = asyncio.get_running_loop()
+        request = _Request(samples, int(sample_rate), loop, loop.create_future())
+        while True:
+            with self._cond:
+                if self._state != "running":
+                    raise EngineStoppedError(f"inference engine is {self._state}")
+                if len(self._pending) < self.settings.queue_size:
+                    self._pending.append(request)
+                    self._cond.notify_all()
+                    break
+                space: asyncio.Future[None] = loop.create_future()
+                self._space_waiters.append((loop, space))
+            await space  # woken when the worker takes requests, or when stopping
+        return await request.future
+
+    async def stop(self) -> None:
+        """Take no new requests, finish every accepted one, then end the worker thread."""
+        with self._cond:
+            if self._state in ("new", "stopped"):
+                self._state = "stopped"
+                return
+            self._state = "stopping"
+            self._cond.notify_all()
+            self._wake_space_waiters()
+        thread = self._thread
+        if thread is not None:
+            await asyncio.get_running_loop().run_in_executor(None, thread.join)
+        with self._cond:
+            self._state = "stopped"
+
+    # --- worker thread -------------------------------------------------------------------
+
+    def _wake_space_waiters(self) -> None:
+        waiters, self._space_waiters = self._space_waiters, []
+        for loop, fut in waiters:
+            with suppress(RuntimeError):  # that caller's loop is closed
+                loop.call_soon_threadsafe(_settle, fut, None, None)
+
+    def _setup(self) -> None:
+        self.threads = configure_threads(self.settings.num_threads, self.settings.interop_threads)
+        self.classifier.to(self.device)
+        if self.denoiser is not None:
+            self.denoiser.to(self.device)
+        tolerance = self.settings.bf16_tolerance
+        self.precision = choose_precision(
+            self.settings.precision, self.device, self._probe_classifier, tolerance
+        )
+        self.classifier.precision = self.precision.precision
+        if self.denoiser is not None:
+            if isinstance(self.denoiser, OrcaDenoiser):
+                self._bf16_denoiser = _bf16_network_view(self.denoiser, self.device.type)
+            self.denoiser_precision = choose_precision(
+                self.settings.precision, self.device, self._probe_denoiser, tolerance
+            )
+        log.info(
+            "inference engine on %s: classifier %s (%s), denoiser %s; threads %s",
+            self.device,
+            self.precision.precision,
+            self.precision.reason,
+            self.denoiser_precision,
+            self.threads,
+        )
+
+    def _probe_audio(self, rate: int) -> torch.Tensor:
+        """A fixed synthetic (2, n) input: two tones plus noise, one window long."""
+        n = round(self.classifier.window_seconds * rate)
+        t = torch.arange(n, dtype=torch.float64) / rate
+        generator = torch.Generator().manual_seed(0)
+        tones = 0.1 * torch.sin(2 * math.pi * 440 * t) + 0.05 * torch.sin(2 * math.pi * 2500 * t)
+        noise = 0.02 * torch.randn(2, n, generator=generator, dtype=torch.float64)
+        return (tones.unsqueeze(0) + noise).float().to(self.device)
+
+    def _probe_classifier(self, precision: Precision) -> torch.Tensor:
+        saved = self.classifier.precision
+        try:
+            self.classifier.precision = precision
+            return self.classifier.score(self._probe_audio(self.classifier.sample_rate))
+        finally:
+            self.classifier.precision = saved
+
+    def _probe_denoiser(self, precision: Precision) -> torch.Tensor:
+        """Final scores with the denoiser at `precision` (the classifier as already chosen)."""
+        assert self.denoiser is not None
+        rate = self.denoiser.sample_rate
+        with torch.inference_mode():
+            clean = self._denoise(self._probe_audio(rate), precision)
+        return self.classifier.score(clean, rate)
+
+    def _run(self) -> None:
+        try:
+            self._setup()
+        except BaseException as exc:
+            log.exception("inference engine set-up failed")
+            self._setup_error = exc
+        finally:
+            self._ready.set()
+        while True:
+            batch = self._next_batch()
+            if batch is None:
+                return
+            if self._setup_error is not None:
+                for req in batch:
+                    _deliver(
+                        req, error=EngineStoppedError(f"engine set-up failed: {self._setup_error}")
+                    )
+                continue
+            try:
+                self._run_batch(batch)
+            except Exception as exc:  # a bug here must not strand callers or kill the worker
+                log.exception("inference engine failed outside a batch")
+                for req in batch:
+                    _deliver(req, error=exc)
+
+    def _next_batch(self) -> list[_Request] | None:
+        max_batch = self.settings.max_batch
+        wait_s = self.settings.max_wait_ms / 1000
+        with self._cond:
+            while not self._pending:
+                if self._state != "running":
+                    return None
+                self._cond.wait()
+            deadline = time.monotonic() + wait_s
+            while len(self._pending) < max_batch and self._state == "running":
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            take = min(max_batch, len(self._pending))
+            batch = [self._pending.popleft() for _ in range(take)]
+            self._wake_space_waiters()
+            return batch
+
+    def _run_batch(self, batch: list[_Request]) -> None:
+        groups: dict[tuple[int, int], list[_Request]] = {}
+        for req in batch:
+            if not req.future.cancelled():
+                groups.setdefault((req.sample_rate, req.samples.shape[0]), []).append(req)
+        for (rate, n), reqs in groups.items():
+            started = time.perf_counter()
+            try:
+                waveforms = torch.from_numpy(np.stack([r.samples for r in reqs]))
+                scores = self._pipeline(waveforms, rate).numpy()
+                error = None
+            except Exception as exc:
+                log.exception("inference batch of %d failed", len(reqs))
+                error = exc
+            elapsed = time.perf_counter() - started
+            with self._cond:
+                stats = self._stats
+                stats.batches += 1
+                stats.requests += len(reqs)
+                stats.batch_sizes[len(reqs)] += 1
+                stats.inference_seconds += elapsed
+                stats.audio_seconds += len(reqs) * n / rate
+                if error is not None:
+                    stats.failed_batches += 1
+                    stats.failed_requests += len(reqs)
+            labels = self.classifier.target_labels
+            for i, req in enumerate(reqs):
+                if error is not None:
+                    _deliver(req, error=error)
+                else:
+                    _deliver(
+                        req, {label: float(v) for label, v in zip(labels, scores[i], strict=True)}
+                    )
+
+    def _pipeline(self, waveforms: torch.Tensor, rate: int) -> torch.Tensor:
+        with torch.inference_mode():
+            x = waveforms.to(self.device, dtype=torch.float32)
+            if self.denoiser is not None:
+                target = self.denoiser.sample_rate
+                x = self._resample(x, rate, target)
+                chosen = self.denoiser_precision
+                x = self._denoise(x, chosen.precision if chosen else "fp32")
+                rate = target
+            return self.classifier.score(x, rate)
+
+    def _denoise(self, x: torch.Tensor, precision: Precision) -> torch.Tensor:
+        assert self.denoiser is not None
+        if precision == "bf16" and self._bf16_denoiser is not None:
+            return self._bf16_denoiser.denoise(x).float()
+        with self._autocast(precision):
+            return self.denoiser.denoise(x).float()
+
+    def _autocast(self, precision: Precision) -> AbstractContextManager[object]:
+        if precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return nullcontext()
+
+    def _resample(self, x: torch.Tensor, orig: int, new: int) -> torch.Tensor:
+        if orig == new:
+            return x
+        key = (orig, new)
+        if key not in self._resamplers:
+            self._resamplers[key] = torchaudio.transforms.Resample(
+                orig, new, dtype=torch.float32
+            ).to(self.device)
+        return self._resamplers[key](x)
+
+
+class _Bf16Network(torch.nn.Module):
+    """Runs the wrapped network under bf16 autocast and hands back fp32."""
+
+    def __init__(self, network: torch.nn.Module, device_type: str) -> None:
+        super().__init__()
+        self.network = network
+        self.device_type = device_type
+
+    @property
+    def base_width(self) -> int:
+        return int(self.network.base_width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(self.device_type, dtype=torch.bfloat16):
+            return self.network(x).float()
+
+
+def _bf16_network_view(denoiser: OrcaDenoiser, device_type: str) -> OrcaDenoiser:
+    network = _Bf16Network(denoiser.unet, device_type)
+    return OrcaDenoiser(network, denoiser.options, denoiser.streaming).eval()  # type: ignore[arg-type]
+
+
+def _checked(samples: np.ndarray, sample_rate: int) -> np.ndarray:
+    if not isinstance(samples, np.ndarray):
+        raise TypeError(f"samples must be a numpy array, not {type(samples).__name__}")
+    if samples.ndim != 1:
+        raise ValueError(f"samples must be mono (n,), got shape {samples.shape}")
+    if samples.shape[0] == 0:
+        raise ValueError("samples is empty")
+    if not isinstance(sample_rate, int | np.integer) or sample_rate <= 0:
+        raise ValueError(f"sample_rate must be a positive integer, not {sample_rate!r}")
+    out = np.ascontiguousarray(samples, dtype=np.float32)
+    if not np.isfinite(out).all():
+        raise ValueError("samples contain NaN or infinite values")
+    return out
