@@ -1,0 +1,302 @@
+"""Step 6: fine-tune an Audio Spectrogram Transformer on the clips (raw or denoised).
+
+Heads: ``binary`` (noise vs ``positive_label``) or ``call_type`` (noise + each call type).
+The input length follows the clips (``max_length`` frames) with the pretrained position
+embeddings cropped or interpolated, not re-initialised. Class-balanced sampling (or loss),
+SpecAugment-style masking (torchaudio) and mixing with real noise clips; bf16 autocast on GPU;
+early stopping on validation macro-F1; ``best/`` and ``last/`` checkpoints in HF format with the
+feature-extractor config. One epoch is one unit of work; a rerun resumes from ``last/``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchaudio
+from tqdm import tqdm
+from transformers import ASTForAudioClassification
+
+from models.classifier.features import FeatureExtractor, FeatureParams
+from training.ast_source import save_checkpoint, start_model
+from training.audio import load_mono
+from training.cli_support import StepCommand, run_step_command
+from training.corruption import mix_at_snr, uniform
+from training.device import pick_device
+from training.files import atomic_path
+from training.manifest import NOISE, Clip, read_manifest
+from training.metrics import classification_report
+from training.steprun import StepRun
+from training.steps import STEPS
+
+STATE_FILE = "train_state.pt"
+
+
+@dataclass(frozen=True)
+class TrainClassifierSettings:
+    source: str = "MIT/ast-finetuned-audioset-10-10-0.4593"  # hub id or local folder; "" = scratch
+    scratch_config: dict[str, Any] = field(default_factory=dict)  # ASTConfig fields
+    task: str = "binary"  # binary | call_type
+    positive_label: str = "humpback"
+    kinds: tuple[str, ...] = ("call", "noise", "window")
+    max_length: int = 512  # frames of 10 ms: 5.12 s covers the 5 s clips
+    position_embeddings: str = "crop"  # crop | interpolate
+    epochs: int = 20
+    batch_size: int = 8
+    lr: float = 2e-5
+    weight_decay: float = 0.01
+    balance: str = "sampler"  # sampler | loss | none
+    spec_augment: bool = True
+    freq_mask: int = 24
+    time_mask: int = 96
+    noise_mix_prob: float = 0.3
+    noise_snr_db: tuple[float, float] = (0.0, 20.0)
+    early_stop_patience: int = 4  # epochs without a better validation macro-F1
+    amp: bool = True  # bf16 autocast on CUDA
+    device: str = "auto"
+    seed: int = 1234
+
+
+def target_of(clip: Clip, settings: TrainClassifierSettings) -> str:
+    if clip.binary == 0:
+        return NOISE
+    return settings.positive_label if settings.task == "binary" else clip.label
+
+
+def label_set(clips: list[Clip], settings: TrainClassifierSettings) -> list[str]:
+    if settings.task == "binary":
+        return [NOISE, settings.positive_label]
+    if settings.task == "call_type":
+        return [NOISE, *sorted({c.label for c in clips if c.binary == 1})]
+    raise ValueError(f"[train_classifier] task must be binary or call_type, not {settings.task!r}")
+
+
+class ClipSet:
+    """Clips as fixed-length 16 kHz waveforms in memory, with integer targets."""
+
+    def __init__(
+        self,
+        clips: list[Clip],
+        labels: list[str],
+        params: FeatureParams,
+        settings: TrainClassifierSettings,
+    ) -> None:
+        index = {label: i for i, label in enumerate(labels)}
+        self.clips = clips
+        self.targets = torch.tensor(
+            [index[target_of(c, settings)] for c in clips], dtype=torch.long
+        )
+        length = params.window_samples
+        waves = []
+        for clip in clips:
+            samples = load_mono(clip.path, params.sampling_rate)[:length]
+            waves.append(np.pad(samples, (0, length - len(samples))))
+        self.waves = torch.from_numpy(np.stack(waves)) if waves else torch.zeros(0, length)
+
+
+def balanced_order(targets: torch.Tensor, count: int, generator: torch.Generator) -> torch.Tensor:
+    """``count`` indices drawn with replacement, each class equally likely."""
+    frequency = torch.bincount(targets).float()
+    weights = 1.0 / frequency[targets]
+    return torch.multinomial(weights, count, replacement=True, generator=generator)
+
+
+def augment_waves(
+    waves: torch.Tensor,
+    noise: torch.Tensor,
+    settings: TrainClassifierSettings,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    if not len(noise) or settings.noise_mix_prob <= 0:
+        return waves
+    out = waves.clone()
+    for i in range(len(out)):
+        if float(torch.rand((), generator=generator)) < settings.noise_mix_prob:
+            pick = noise[int(torch.randint(len(noise), (), generator=generator))]
+            out[i] = mix_at_snr(out[i], pick, uniform(*settings.noise_snr_db, generator))
+    return out
+
+
+class SpecAugment(torch.nn.Module):
+    """Independent frequency and time masks per example on (B, frames, mel) features."""
+
+    def __init__(self, freq_mask: int, time_mask: int) -> None:
+        super().__init__()
+        self.freq = torchaudio.transforms.FrequencyMasking(freq_mask, iid_masks=True)
+        self.time = torchaudio.transforms.TimeMasking(time_mask, iid_masks=True)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        x = features.transpose(1, 2).unsqueeze(1)  # (B, 1, mel, frames)
+        return self.time(self.freq(x)).squeeze(1).transpose(1, 2)
+
+
+def predict(
+    model: ASTForAudioClassification,
+    features: FeatureExtractor,
+    waves: torch.Tensor,
+    batch_size: int,
+    device: torch.device,
+    autocast: Callable[[], AbstractContextManager[object]],
+) -> torch.Tensor:
+    """Softmax probabilities (N, labels) on CPU."""
+    model.eval()
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(waves), batch_size):
+            feats = features(waves[start : start + batch_size].to(device))
+            with autocast():
+                out.append(model(input_values=feats).logits.float().softmax(-1).cpu())
+    return torch.cat(out) if out else torch.zeros(0, model.config.num_labels)
+
+
+def run_train_classifier(
+    settings: TrainClassifierSettings, out: Path, manifest: Path, *, max_units: int | None = None
+) -> Path:
+    if settings.balance not in ("sampler", "loss", "none"):
+        raise ValueError(
+            f"[train_classifier] balance must be sampler, loss or none, not {settings.balance!r}"
+        )
+    manifest_file = manifest / "manifest.csv" if manifest.is_dir() else manifest
+    run = StepRun(
+        "train_classifier", out, settings, inputs={"manifest": manifest_file}, max_units=max_units
+    )
+    clips = [c for c in read_manifest(manifest_file) if c.kind in settings.kinds]
+    train_clips = [c for c in clips if c.split == "train"]
+    labels = label_set(train_clips, settings)
+    if len({target_of(c, settings) for c in train_clips}) < 2:
+        raise ValueError(f"{manifest_file}: the training split needs both calls and noise")
+    device = pick_device(settings.device)
+    torch.manual_seed(settings.seed)
+    resuming = (out / STATE_FILE).exists() and (out / "last").is_dir()
+    if resuming:
+        model = ASTForAudioClassification.from_pretrained(out / "last")
+        from transformers import ASTFeatureExtractor
+
+        extractor = ASTFeatureExtractor.from_pretrained(out / "last")
+        origin = "resumed"
+    else:
+        model, extractor, origin = start_model(
+            settings.source,
+            settings.scratch_config,
+            labels,
+            settings.max_length,
+            settings.position_embeddings,
+            run.log,
+        )
+    model.to(device)
+    params = FeatureParams.from_extractor(extractor)
+    features = FeatureExtractor(params).to(device)
+    train = ClipSet(train_clips, labels, params, settings)
+    val_clips = [c for c in clips if c.split == "val" and target_of(c, settings) in labels]
+    val = ClipSet(val_clips, labels, params, settings)
+    noise = train.waves[train.targets == 0]
+    optimiser = torch.optim.AdamW(
+        model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
+    )
+    state: dict[str, Any] = {
+        "epoch": 0,
+        "best_f1": -1.0,
+        "best_epoch": 0,
+        "history": [],
+        "origin": origin,
+    }
+    if resuming:
+        saved = torch.load(out / STATE_FILE, map_location="cpu", weights_only=True)
+        optimiser.load_state_dict(saved["optimizer"])
+        state = saved["progress"]
+        run.log("resumed", epoch=state["epoch"])
+    counts = torch.bincount(train.targets, minlength=len(labels)).float()
+    class_weights = (
+        (counts.sum() / (len(labels) * counts.clamp_min(1))).to(device)
+        if settings.balance == "loss"
+        else None
+    )
+    spec_augment = SpecAugment(settings.freq_mask, settings.time_mask).to(device)
+
+    def autocast() -> AbstractContextManager[object]:
+        if settings.amp and device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return nullcontext()
+
+    steps = math.ceil(len(train_clips) / settings.batch_size)
+    for epoch in tqdm(
+        range(state["epoch"] + 1, settings.epochs + 1), desc="train-classifier", unit="epoch"
+    ):
+        if state["best_epoch"] and epoch - state["best_epoch"] > settings.early_stop_patience:
+            run.log("early_stop", epoch=epoch, best_epoch=state["best_epoch"])
+            break
+        generator = torch.Generator().manual_seed(settings.seed * 1000 + epoch)
+        if settings.balance == "sampler":
+            order = balanced_order(train.targets, steps * settings.batch_size, generator)
+        else:
+            order = torch.randperm(len(train_clips), generator=generator)
+        model.train()
+        losses = []
+        for start in range(0, len(order), settings.batch_size):
+            batch = order[start : start + settings.batch_size]
+            waves = augment_waves(train.waves[batch], noise, settings, generator)
+            feats = features(waves.to(device))
+            if settings.spec_augment:
+                feats = spec_augment(feats)
+            with autocast():
+                logits = model(input_values=feats).logits.float()
+            loss = F.cross_entropy(logits, train.targets[batch].to(device), weight=class_weights)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            losses.append(loss.item())
+        record: dict[str, Any] = {"epoch": epoch, "train_loss": float(np.mean(losses))}
+        if len(val_clips):
+            probabilities = predict(
+                model, features, val.waves, settings.batch_size, device, autocast
+            )
+            truth = [labels[i] for i in val.targets.tolist()]
+            guess = [labels[i] for i in probabilities.argmax(-1).tolist()]
+            report = classification_report(truth, guess, labels)
+            record |= {"val_macro_f1": report["macro"]["f1"], "val_accuracy": report["accuracy"]}
+            better = report["macro"]["f1"] > state["best_f1"]
+        else:
+            better = True  # nothing to validate on: the latest model is the best we know
+        if better:
+            state["best_f1"] = record.get("val_macro_f1", -1.0)
+            state["best_epoch"] = epoch
+            save_checkpoint(model, extractor, out / "best")
+        save_checkpoint(model, extractor, out / "last")
+        state["epoch"] = epoch
+        state["history"] = [*state["history"], record]
+        with atomic_path(out / STATE_FILE) as temporary:
+            torch.save({"optimizer": optimiser.state_dict(), "progress": state}, temporary)
+        run.log("epoch", **record)
+        run.unit_done(f"epoch{epoch}", **record)
+    run.finish(
+        epochs=state["epoch"],
+        best_epoch=state["best_epoch"],
+        best_val_macro_f1=state["best_f1"],
+        labels=labels,
+        origin=state["origin"],
+    )
+    return out / "best"
+
+
+COMMAND = StepCommand(
+    spec=STEPS["train-classifier"],
+    settings=TrainClassifierSettings,
+    run=lambda settings, out, inputs, max_units: run_train_classifier(
+        settings, out, inputs["input"], max_units=max_units
+    ),
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_step_command(COMMAND, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
