@@ -1,0 +1,18 @@
+"""The one interface every output implements."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+
+class Output(Protocol):
+    name: str
+
+    async def start(self) -> None:
+        """Open connections / bind sockets / resume delivery of anything spooled."""
+
+    async def publish(self, message: dict[str, Any]) -> None:
+        """Deliver one message (raise on failure: the fan-out counts and logs it)."""
+
+    async def close(self) -> None:
+        """Deliver what can be delivered, then release everything."""

@@ -1,0 +1,67 @@
+"""A bounded, durable FIFO of messages on disk (sqlite3, WAL, synchronous=FULL).
+
+sqlite gives atomic append and pop-front that survive a crash or restart without a format of
+our own. Methods are blocking: call them from a worker thread (``asyncio.to_thread``). When the
+bound is reached ``append`` raises ``SpoolFull``: the caller refuses the message and counts it —
+nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+
+class SpoolFull(Exception):
+    pass
+
+
+class Spool:
+    def __init__(self, path: Path, max_messages: int) -> None:
+        if max_messages < 1:
+            raise ValueError("spool max_messages must be ≥ 1")
+        self.path = Path(path)
+        self.max_messages = max_messages
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS spool "
+                "(seq INTEGER PRIMARY KEY AUTOINCREMENT, message TEXT NOT NULL)"
+            )
+            (self._depth,) = self._db.execute("SELECT count(*) FROM spool").fetchone()
+        except sqlite3.DatabaseError as error:
+            self._db.close()
+            raise RuntimeError(f"spool {self.path} cannot be opened: {error}") from error
+
+    @property
+    def depth(self) -> int:
+        return self._depth
+
+    def append(self, message: dict[str, Any]) -> None:
+        text = json.dumps(message, separators=(",", ":"))
+        with self._lock:
+            if self._depth >= self.max_messages:
+                raise SpoolFull(f"spool {self.path} holds {self._depth} messages (its limit)")
+            self._db.execute("INSERT INTO spool (message) VALUES (?)", (text,))
+            self._depth += 1
+
+    def peek(self) -> tuple[int, dict[str, Any]] | None:
+        with self._lock:
+            row = self._db.execute("SELECT seq, message FROM spool ORDER BY seq LIMIT 1").fetchone()
+        return None if row is None else (int(row[0]), json.loads(row[1]))
+
+    def remove(self, seq: int) -> None:
+        with self._lock:
+            removed = self._db.execute("DELETE FROM spool WHERE seq = ?", (seq,)).rowcount
+            self._depth -= removed
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
