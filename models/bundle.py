@@ -1,6 +1,7 @@
 """Model bundles: an exported classifier (HF folder) + optional denoiser (.pk) + ``bundle.json``
 (format version, labels, thresholds, window/hop, sample rates, metrics, provenance, and the
-sha256 of every file). ``load_bundle`` checks all of it and refuses a bundle that does not match.
+sha256 of every file). ``load_bundle`` checks all of it — and that the classifier folder has the
+labels, input rate and window the manifest states — and refuses a bundle that does not match.
 
 Imports only the standard library (the daemon loads this with only torch-side dependencies)."""
 
@@ -40,6 +41,19 @@ class Bundle:
     files: dict[str, str] = field(default_factory=dict)  # relative path → sha256
 
 
+def config_values(bundle: Bundle) -> dict[str, Any]:
+    """The monitor's settings a bundle decides, by dotted config path: what
+    ``hydromon run --model-bundle DIR`` applies (under any explicit ``--set``)."""
+    return {
+        "classifier.source": str(bundle.classifier_dir),
+        "classifier.target_labels": list(bundle.target_labels),
+        "classifier.thresholds": dict(bundle.thresholds),
+        "denoiser.checkpoint": str(bundle.denoiser_path) if bundle.denoiser_path else None,
+        "window.length_s": bundle.window_s,
+        "window.hop_s": bundle.hop_s,
+    }
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -66,6 +80,63 @@ def _need(manifest: dict[str, Any], key: str, kind: type | tuple[type, ...], whe
             f"{where}: {MANIFEST} {key!r} has the wrong type ({type(value).__name__})"
         )
     return value
+
+
+def _read_json(path: Path, folder: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as error:
+        raise BundleError(f"{folder}: no {path.relative_to(folder).as_posix()}") from error
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise BundleError(f"{path}: cannot read it ({error})") from error
+    if not isinstance(value, dict):
+        raise BundleError(f"{path}: not a JSON object")
+    return value
+
+
+def _check_rates(rates: dict[str, Any], has_denoiser: bool, folder: Path) -> None:
+    needed = ["classifier", *(["denoiser"] if has_denoiser else [])]
+    for name in needed:
+        rate = rates.get(name)
+        if isinstance(rate, bool) or not isinstance(rate, int) or rate <= 0:
+            raise BundleError(
+                f"{folder}: {MANIFEST} sample_rates.{name} must be a positive integer (Hz), "
+                f"not {rate!r}"
+            )
+
+
+def _check_classifier(
+    classifier_dir: Path, labels: tuple[str, ...], rate: int, window_s: float, folder: Path
+) -> None:
+    """The classifier folder must be the model bundle.json describes: the same labels in the
+    same output order, the same input rate, and ``max_length`` 10 ms frames = ``window_s``."""
+    config = _read_json(classifier_dir / "config.json", folder)
+    id2label = config.get("id2label")
+    if not isinstance(id2label, dict):
+        raise BundleError(f"{folder}: {CLASSIFIER_DIR}/config.json has no id2label")
+    try:
+        ordered = tuple(str(id2label[key]) for key in sorted(id2label, key=int))
+    except ValueError as error:
+        raise BundleError(
+            f"{folder}: {CLASSIFIER_DIR}/config.json id2label keys: {error}"
+        ) from error
+    if ordered != labels:
+        raise BundleError(
+            f"{folder}: the classifier's labels {list(ordered)} are not {MANIFEST}'s "
+            f"{list(labels)}; re-export the bundle"
+        )
+    features = _read_json(classifier_dir / "preprocessor_config.json", folder)
+    if features.get("sampling_rate") != rate:
+        raise BundleError(
+            f"{folder}: the classifier reads {features.get('sampling_rate')} Hz, {MANIFEST} says "
+            f"{rate} Hz"
+        )
+    frames = features.get("max_length")
+    if not isinstance(frames, int) or abs(frames * 0.01 - window_s) > 1e-6:
+        raise BundleError(
+            f"{folder}: the classifier takes {frames} frames of 10 ms, {MANIFEST} says a "
+            f"{window_s} s window"
+        )
 
 
 def load_bundle(path: str | Path) -> Bundle:
@@ -110,13 +181,13 @@ def load_bundle(path: str | Path) -> Bundle:
         raise BundleError(f"{folder}: thresholds must be numbers in [0, 1]: {thresholds}")
     rates = _need(manifest, "sample_rates", dict, folder)
     classifier_dir = folder / CLASSIFIER_DIR
-    if not (classifier_dir / "config.json").is_file():
-        raise BundleError(f"{folder}: no {CLASSIFIER_DIR}/config.json")
     has_denoiser = DENOISER_FILE in listed
     window_s = float(_need(manifest, "window_s", int | float, folder))
     hop_s = float(_need(manifest, "hop_s", int | float, folder))
     if window_s <= 0 or hop_s <= 0:
         raise BundleError(f"{folder}: window_s and hop_s must be positive")
+    _check_rates(rates, has_denoiser, folder)
+    _check_classifier(classifier_dir, labels, rates["classifier"], window_s, folder)
     return Bundle(
         path=folder,
         format_version=version,
@@ -126,11 +197,9 @@ def load_bundle(path: str | Path) -> Bundle:
         window_s=window_s,
         hop_s=hop_s,
         classifier_dir=classifier_dir,
-        classifier_sample_rate=int(rates.get("classifier", 0)),
+        classifier_sample_rate=int(rates["classifier"]),
         denoiser_path=folder / DENOISER_FILE if has_denoiser else None,
-        denoiser_sample_rate=int(rates["denoiser"])
-        if has_denoiser and "denoiser" in rates
-        else None,
+        denoiser_sample_rate=int(rates["denoiser"]) if has_denoiser else None,
         metrics=dict(manifest.get("metrics", {})),
         provenance=dict(manifest.get("provenance", {})),
         files=dict(listed),

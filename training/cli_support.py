@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from training.steps import StepSpec
+from training.steps import STEPS, StepSpec
 
 EXIT_FAILED = 2
 EXIT_INTERRUPTED = 3
@@ -23,6 +23,25 @@ class StepCommand:
     spec: StepSpec
     settings: type
     run: Callable[[Any, Path, dict[str, Path], int | None], Any]
+
+    def main(self, argv: list[str] | None = None) -> int:
+        """``python -m training.<step>``: parse ``argv``, run the step, return the exit code."""
+        return run_step_command(self, argv)
+
+
+def step_command(name: str, settings: type, function: Callable[..., Any]) -> StepCommand:
+    """The command of step ``name`` that calls ``function(settings, out, *required, **optional,
+    max_units=...)``: the spec's required inputs positionally in the spec's order, its optional
+    inputs by name (``None`` when not given)."""
+    spec = STEPS[name]
+    required = [input_name for input_name in spec.inputs if input_name not in spec.optional]
+
+    def run(values: Any, out: Path, inputs: dict[str, Path], max_units: int | None) -> Any:
+        optional = {input_name: inputs.get(input_name) for input_name in spec.optional}
+        positional = [inputs[input_name] for input_name in required]
+        return function(values, out, *positional, **optional, max_units=max_units)
+
+    return StepCommand(spec=spec, settings=settings, run=run)
 
 
 def add_step_arguments(parser: argparse.ArgumentParser, spec: StepSpec) -> None:

@@ -14,11 +14,10 @@ from tqdm import tqdm
 
 from models.denoiser import load_denoiser
 from training.audio import load_mono, resample, save_mono
-from training.cli_support import StepCommand, run_step_command
+from training.cli_support import step_command
 from training.device import pick_device
 from training.manifest import Clip, read_manifest, write_manifest
 from training.steprun import StepRun
-from training.steps import STEPS
 
 
 @dataclass(frozen=True)
@@ -90,17 +89,8 @@ def run_denoise(
     return out / "manifest.csv"
 
 
-COMMAND = StepCommand(
-    spec=STEPS["denoise"],
-    settings=DenoiseSettings,
-    run=lambda settings, out, inputs, max_units: run_denoise(
-        settings, out, inputs["input"], inputs["denoiser"], max_units=max_units
-    ),
-)
-
-
-def main(argv: list[str] | None = None) -> int:
-    return run_step_command(COMMAND, argv)
+COMMAND = step_command("denoise", DenoiseSettings, run_denoise)
+main = COMMAND.main
 
 
 if __name__ == "__main__":

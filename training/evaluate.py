@@ -3,8 +3,9 @@ baseline (when reachable), the fine-tuned model on raw audio, the fine-tuned mod
 audio, and (optionally) a model fine-tuned on denoised clips. Per-class precision/recall/F1,
 macro and weighted averages, confusion matrix; for the detector (call vs noise) the PR curve,
 average precision and the threshold that reaches ``target_precision``; per-label thresholds.
-Writes ``metrics.json``, ``report.md``, per-model score tables and PNG figures. One model is one
-unit of work."""
+Writes ``metrics.json``, ``report.md``, per-model score tables and PNG figures (matplotlib: a
+labelled confusion matrix and PR curve per model, and all detectors' PR curves in one figure).
+One model is one unit of work."""
 
 from __future__ import annotations
 
@@ -19,8 +20,16 @@ from tqdm import tqdm
 
 from models.classifier.ast import ClassifierLoadError, load_classifier
 from training.audio import load_mono
-from training.cli_support import StepCommand, run_step_command
+from training.cli_support import step_command
 from training.device import pick_device
+from training.figures import (
+    INSTALL_HINT,
+    PRLine,
+    confusion_figure,
+    figures_available,
+    pr_figure,
+    save_figure,
+)
 from training.files import atomic_path, atomic_write_json, atomic_write_text
 from training.manifest import NOISE, Clip, read_manifest
 from training.metrics import (
@@ -29,9 +38,7 @@ from training.metrics import (
     pr_curve,
     threshold_for_precision,
 )
-from training.png import confusion_image, pr_image, write_png
 from training.steprun import StepRun
-from training.steps import STEPS
 
 
 @dataclass(frozen=True)
@@ -94,10 +101,12 @@ def evaluate_candidate(candidate: Candidate, settings: EvaluateSettings) -> dict
                 "was it trained by train_classifier?"
             )
         detector = 1.0 - scores[:, labels.index(NOISE)]
-        binary = labels == [NOISE, settings.positive_label]
+        # A binary head's one positive label is not a call type (whatever it was named); a
+        # call-type head's labels are the clips' own.
+        call_types = {c.label for c in candidate.clips if c.binary}
+        binary = len(labels) == 2 and labels[0] == NOISE and labels[1] not in call_types
         truth_all = [
-            NOISE if not c.binary else (settings.positive_label if binary else c.label)
-            for c in candidate.clips
+            NOISE if not c.binary else (labels[1] if binary else c.label) for c in candidate.clips
         ]
         keep = [i for i, t in enumerate(truth_all) if t in labels]
         class_labels = labels
@@ -131,7 +140,62 @@ def evaluate_candidate(candidate: Candidate, settings: EvaluateSettings) -> dict
     return result
 
 
-def markdown(results: dict[str, Any], settings: EvaluateSettings, skipped: dict[str, str]) -> str:
+def draw_figures(out: Path, results: dict[str, Any], settings: EvaluateSettings) -> list[str]:
+    """``confusion_<model>.png`` and ``pr_<model>.png`` per model, ``pr_detectors.png`` with
+    every model's detector curve; returns the file names written."""
+    written = []
+    lines = {}
+    for name, result in results.items():
+        report = result["classification"]
+        save_figure(
+            confusion_figure(
+                np.array(report["confusion_matrix"]),
+                report["labels"],
+                f"{name} ({result['audio']} audio), {settings.split} split",
+            ),
+            out / f"confusion_{name}.png",
+        )
+        written.append(f"confusion_{name}.png")
+        if "detector" not in result:
+            continue
+        detector = result["detector"]
+        chosen = detector["threshold"]
+        lines[name] = PRLine(
+            recall=detector["pr_curve"]["recall"],
+            precision=detector["pr_curve"]["precision"],
+            average_precision=detector["average_precision"],
+            point_recall=chosen["recall"],
+            point_precision=chosen["precision"],
+            point_threshold=chosen["threshold"],
+        )
+        save_figure(
+            pr_figure(
+                {name: lines[name]},
+                f"{name}: call vs noise, {settings.split} split",
+                settings.target_precision,
+            ),
+            out / f"pr_{name}.png",
+        )
+        written.append(f"pr_{name}.png")
+    if lines:
+        save_figure(
+            pr_figure(
+                lines, f"Detectors compared, {settings.split} split", settings.target_precision
+            ),
+            out / "pr_detectors.png",
+        )
+        written.append("pr_detectors.png")
+    return written
+
+
+def markdown(
+    results: dict[str, Any],
+    settings: EvaluateSettings,
+    skipped: dict[str, str],
+    figures: list[str] | None = None,
+    figures_note: str = "",
+) -> str:
+    drawn = set(figures or [])
     lines = [f"# Evaluation on the {settings.split} split", ""]
     lines += [
         "| model | audio | clips | detector AP | macro F1 | weighted F1 | accuracy | "
@@ -171,8 +235,20 @@ def markdown(results: dict[str, Any], settings: EvaluateSettings, skipped: dict[
             "",
         ]
         lines += ["    " + " ".join(f"{v:5d}" for v in row) for row in report["confusion_matrix"]]
-        if settings.figures:
-            lines += ["", f"![confusion](confusion_{name}.png) ![PR curve](pr_{name}.png)"]
+        pictures = [
+            f"![{kind}]({file})"
+            for kind, file in (
+                ("confusion", f"confusion_{name}.png"),
+                ("PR curve", f"pr_{name}.png"),
+            )
+            if file in drawn
+        ]
+        if pictures:
+            lines += ["", " ".join(pictures)]
+    if "pr_detectors.png" in drawn:
+        lines += ["", "## Detectors compared", "", "![PR curves](pr_detectors.png)"]
+    if figures_note:
+        lines += ["", f"- figures: {figures_note}"]
     for name, why in skipped.items():
         lines += ["", f"- {name} skipped: {why}"]
     return "\n".join(lines) + "\n"
@@ -246,42 +322,26 @@ def run_evaluate(
             writer = csv.writer(handle)
             writer.writerow(["clip_id", "detector_score"])
             writer.writerows([[k, f"{v:.6f}"] for k, v in result.pop("scores").items()])
-        if settings.figures:
-            write_png(
-                out / f"confusion_{name}.png",
-                confusion_image(np.array(result["classification"]["confusion_matrix"])),
-            )
-            if "detector" in result:
-                curve = result["detector"]["pr_curve"]
-                write_png(
-                    out / f"pr_{name}.png",
-                    pr_image(np.array(curve["recall"]), np.array(curve["precision"])),
-                )
+    figures: list[str] = []
+    figures_note = ""
+    if settings.figures and figures_available():
+        figures = draw_figures(out, results, settings)
+    elif settings.figures:
+        figures_note = INSTALL_HINT
+        run.log("figures_skipped", reason=INSTALL_HINT)
     atomic_write_json(
-        out / "metrics.json", {"split": settings.split, "models": results, "skipped": skipped}
+        out / "metrics.json",
+        {"split": settings.split, "models": results, "skipped": skipped, "figures": figures},
     )
-    atomic_write_text(out / "report.md", markdown(results, settings, skipped))
+    atomic_write_text(
+        out / "report.md", markdown(results, settings, skipped, figures, figures_note)
+    )
     run.finish(models=list(results), skipped=list(skipped))
     return out / "metrics.json"
 
 
-COMMAND = StepCommand(
-    spec=STEPS["evaluate"],
-    settings=EvaluateSettings,
-    run=lambda settings, out, inputs, max_units: run_evaluate(
-        settings,
-        out,
-        inputs["input"],
-        inputs["classifier"],
-        denoised=inputs.get("denoised"),
-        denoised_classifier=inputs.get("denoised_classifier"),
-        max_units=max_units,
-    ),
-)
-
-
-def main(argv: list[str] | None = None) -> int:
-    return run_step_command(COMMAND, argv)
+COMMAND = step_command("evaluate", EvaluateSettings, run_evaluate)
+main = COMMAND.main
 
 
 if __name__ == "__main__":

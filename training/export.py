@@ -25,11 +25,10 @@ from models.bundle import (
 from models.classifier.features import FeatureParams
 from models.denoiser import read_checkpoint
 from monitor.timebase import format_utc, utc_now
-from training.cli_support import StepCommand, run_step_command
+from training.cli_support import step_command
 from training.files import atomic_write_json, checksum
 from training.manifest import NOISE
 from training.steprun import StepRun, code_version
-from training.steps import STEPS
 
 BUNDLE_DIR = "bundle"
 
@@ -121,22 +120,8 @@ def run_export(
     return target
 
 
-COMMAND = StepCommand(
-    spec=STEPS["export"],
-    settings=ExportSettings,
-    run=lambda settings, out, inputs, max_units: run_export(
-        settings,
-        out,
-        inputs["classifier"],
-        inputs["evaluation"],
-        denoiser=inputs.get("denoiser"),
-        max_units=max_units,
-    ),
-)
-
-
-def main(argv: list[str] | None = None) -> int:
-    return run_step_command(COMMAND, argv)
+COMMAND = step_command("export", ExportSettings, run_export)
+main = COMMAND.main
 
 
 if __name__ == "__main__":

@@ -17,10 +17,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from monitor.hls.s3 import S3Settings, S3Store, open_store
-from training.cli_support import StepCommand, run_step_command
+from training.cli_support import step_command
 from training.files import atomic_write_json
 from training.steprun import StepRun
-from training.steps import STEPS
 
 AUDIO_DIR = "audio"
 ANNOTATION_DIR = "annotations"
@@ -209,15 +208,8 @@ def run_fetch(settings: FetchSettings, out: Path, *, max_units: int | None = Non
     return out
 
 
-COMMAND = StepCommand(
-    spec=STEPS["fetch"],
-    settings=FetchSettings,
-    run=lambda settings, out, inputs, max_units: run_fetch(settings, out, max_units=max_units),
-)
-
-
-def main(argv: list[str] | None = None) -> int:
-    return run_step_command(COMMAND, argv)
+COMMAND = step_command("fetch", FetchSettings, run_fetch)
+main = COMMAND.main
 
 
 if __name__ == "__main__":

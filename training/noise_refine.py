@@ -17,13 +17,12 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from training.cli_support import StepCommand, run_step_command
+from training.cli_support import step_command
 from training.device import pick_device
 from training.files import atomic_path, atomic_write_json, atomic_write_text
 from training.logmel import log_mel_batch, predict_call_probability, train_call_noise
 from training.manifest import Clip, read_manifest, write_manifest
 from training.steprun import StepRun
-from training.steps import STEPS
 
 
 @dataclass(frozen=True)
@@ -177,17 +176,8 @@ def run_noise_refine(
     return out / "manifest.csv"
 
 
-COMMAND = StepCommand(
-    spec=STEPS["noise-refine"],
-    settings=NoiseRefineSettings,
-    run=lambda settings, out, inputs, max_units: run_noise_refine(
-        settings, out, inputs["input"], max_units=max_units
-    ),
-)
-
-
-def main(argv: list[str] | None = None) -> int:
-    return run_step_command(COMMAND, argv)
+COMMAND = step_command("noise-refine", NoiseRefineSettings, run_noise_refine)
+main = COMMAND.main
 
 
 if __name__ == "__main__":

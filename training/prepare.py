@@ -17,14 +17,13 @@ import numpy as np
 from tqdm import tqdm
 
 from training.audio import load_mono, save_mono
-from training.cli_support import StepCommand, run_step_command
+from training.cli_support import step_command
 from training.fetch import ANNOTATION_DIR, AUDIO_DIR
 from training.files import atomic_write_json
 from training.manifest import NOISE, Clip, read_manifest, write_manifest
-from training.raven import Annotation, read_selections, recording_of
+from training.raven import Annotation, is_table, read_selections, recording_of
 from training.splits import split_recordings
 from training.steprun import StepLog, StepRun
-from training.steps import STEPS
 
 AUDIO_SUFFIXES = (".flac", ".wav")
 
@@ -45,6 +44,7 @@ class PrepareSettings:
     min_class_count: int = 5  # call types with fewer annotations become other_label
     other_label: str = "other_call"
     label_column: str = "Call Type"
+    unmatched_tables: str = "error"  # error | skip: a table whose audio file is not there
     split_fractions: tuple[float, ...] = (0.7, 0.15, 0.15)
     seed: int = 1234
 
@@ -60,23 +60,42 @@ class Recording:
 def find_recordings(source: Path, settings: PrepareSettings, log: StepLog) -> list[Recording]:
     audio_dir = source / AUDIO_DIR if (source / AUDIO_DIR).is_dir() else source
     table_dir = source / ANNOTATION_DIR if (source / ANNOTATION_DIR).is_dir() else source
-    audio = {p.stem: p for p in sorted(audio_dir.iterdir()) if p.suffix.lower() in AUDIO_SUFFIXES}
-    tables = sorted(table_dir.glob("*.selections.txt"))
+    audio: dict[str, Path] = {}
+    for path in sorted(audio_dir.iterdir()):
+        if path.is_file() and path.suffix.lower() in AUDIO_SUFFIXES:
+            if path.stem in audio:
+                raise ValueError(f"two audio files for one recording: {audio[path.stem]}, {path}")
+            audio[path.stem] = path
+    tables = sorted(path for path in table_dir.iterdir() if path.is_file() and is_table(path))
     if not tables:
         raise ValueError(f"no Raven selection tables (*.selections.txt) in {table_dir}")
-    recordings = []
+    recordings: list[Recording] = []
     unmatched = []
     for table in tables:
         name = recording_of(table)
         if name not in audio:
             unmatched.append(table.name)
             continue
+        twin = next((r.table.name for r in recordings if r.name == name), None)
+        if twin is not None:
+            raise ValueError(
+                f"two selection tables for recording {name}: {twin}, {table.name}; "
+                "keep one (or merge them) per audio file"
+            )
         annotations = tuple(read_selections(table, settings.label_column))
         recordings.append(Recording(name, audio[name], table, annotations))
-    if unmatched:
-        raise ValueError(f"tables without a recording of the same name in {audio_dir}: {unmatched}")
+    if unmatched and settings.unmatched_tables == "skip":
+        log("skipped_tables_without_audio", tables=unmatched)
+    elif unmatched:
+        raise ValueError(
+            "selection tables without an audio file of the same name (<name>.Table.1.selections"
+            f".txt annotates <name>.flac) in {audio_dir}: {unmatched}; audio files: {sorted(audio)}"
+            ' (set [prepare] unmatched_tables = "skip" to go on without them)'
+        )
     for name in sorted(set(audio) - {r.name for r in recordings}):
         log("skipped_unannotated", recording=name)
+    if not recordings:
+        raise ValueError(f"no selection table in {table_dir} matches an audio file in {audio_dir}")
     return recordings
 
 
@@ -230,6 +249,10 @@ def run_prepare(
 ) -> Path:
     if settings.clip_format not in ("flac", "wav"):
         raise ValueError(f"[prepare] clip_format must be flac or wav, not {settings.clip_format!r}")
+    if settings.unmatched_tables not in ("error", "skip"):
+        raise ValueError(
+            f"[prepare] unmatched_tables must be error or skip, not {settings.unmatched_tables!r}"
+        )
     run = StepRun("prepare", out, settings, inputs={"source": source}, max_units=max_units)
     recordings = find_recordings(source, settings, run.log)
     mapping, counts = label_map(recordings, settings)
@@ -270,17 +293,8 @@ def run_prepare(
     return out / "manifest.csv"
 
 
-COMMAND = StepCommand(
-    spec=STEPS["prepare"],
-    settings=PrepareSettings,
-    run=lambda settings, out, inputs, max_units: run_prepare(
-        settings, out, inputs["input"], max_units=max_units
-    ),
-)
-
-
-def main(argv: list[str] | None = None) -> int:
-    return run_step_command(COMMAND, argv)
+COMMAND = step_command("prepare", PrepareSettings, run_prepare)
+main = COMMAND.main
 
 
 if __name__ == "__main__":

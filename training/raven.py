@@ -15,7 +15,9 @@ TYPO_FIXES = {
     "chrip": "chirp",
     "whuo": "whup",
 }
-TABLE_MARK = ".Table."
+# ``<audio stem>[.Table.<n>].selections.txt``: Raven's own naming, and the catalogue's
+# (``OS_10_28_2021_1900_HB.Table.1.selections.txt`` annotates ``OS_10_28_2021_1900_HB.flac``).
+TABLE_NAME = re.compile(r"^(?P<stem>.+?)(?:\.Table\.\d+)?\.selections\.txt$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -40,10 +42,17 @@ def clean_label(text: str) -> str:
     return joined[0].upper() + joined[1:]
 
 
+def is_table(path: Path) -> bool:
+    return TABLE_NAME.match(path.name) is not None
+
+
 def recording_of(table: Path) -> str:
-    """``X.Table.1.selections.txt`` → ``X`` (the audio file's stem)."""
-    name = table.name
-    return name[: name.index(TABLE_MARK)] if TABLE_MARK in name else name.split(".")[0]
+    """``X.Table.1.selections.txt`` (or ``X.selections.txt``) → ``X``, the stem of the audio file
+    it annotates; dots inside ``X`` are kept."""
+    match = TABLE_NAME.match(table.name)
+    if match is None:
+        raise ValueError(f"{table.name} is not named like a Raven table (X.Table.1.selections.txt)")
+    return match["stem"]
 
 
 def _number(row: dict[str, str], column: str) -> float | None:

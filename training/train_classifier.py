@@ -27,14 +27,13 @@ from transformers import ASTForAudioClassification
 from models.classifier.features import FeatureExtractor, FeatureParams
 from training.ast_source import save_checkpoint, start_model
 from training.audio import load_mono
-from training.cli_support import StepCommand, run_step_command
+from training.cli_support import step_command
 from training.corruption import mix_at_snr, uniform
 from training.device import pick_device
 from training.files import atomic_path
 from training.manifest import NOISE, Clip, read_manifest
 from training.metrics import classification_report
 from training.steprun import StepRun
-from training.steps import STEPS
 
 STATE_FILE = "train_state.pt"
 
@@ -285,17 +284,8 @@ def run_train_classifier(
     return out / "best"
 
 
-COMMAND = StepCommand(
-    spec=STEPS["train-classifier"],
-    settings=TrainClassifierSettings,
-    run=lambda settings, out, inputs, max_units: run_train_classifier(
-        settings, out, inputs["input"], max_units=max_units
-    ),
-)
-
-
-def main(argv: list[str] | None = None) -> int:
-    return run_step_command(COMMAND, argv)
+COMMAND = step_command("train-classifier", TrainClassifierSettings, run_train_classifier)
+main = COMMAND.main
 
 
 if __name__ == "__main__":

@@ -29,12 +29,11 @@ from models.denoiser import (
     spectrogram,
 )
 from training.audio import load_mono
-from training.cli_support import StepCommand, run_step_command
+from training.cli_support import step_command
 from training.corruption import CORRUPTIONS, binary_mask, crop, db_noise, mix_at_snr, uniform, warp
 from training.device import pick_device
 from training.manifest import Clip, read_manifest
 from training.steprun import StepRun
-from training.steps import STEPS
 
 FINAL_NAME = "ORCA-CLEAN.pk"
 BEST_NAME = "best.pk"
@@ -273,17 +272,8 @@ def run_train_denoiser(
     return out / FINAL_NAME
 
 
-COMMAND = StepCommand(
-    spec=STEPS["train-denoiser"],
-    settings=TrainDenoiserSettings,
-    run=lambda settings, out, inputs, max_units: run_train_denoiser(
-        settings, out, inputs["input"], max_units=max_units
-    ),
-)
-
-
-def main(argv: list[str] | None = None) -> int:
-    return run_step_command(COMMAND, argv)
+COMMAND = step_command("train-denoiser", TrainDenoiserSettings, run_train_denoiser)
+main = COMMAND.main
 
 
 if __name__ == "__main__":

@@ -33,9 +33,10 @@ class Placed:
     at_s: float
 
 
-# Three ~30 s recordings, three calls each; labels carry typos the cleaner must fix.
+# Three ~30 s recordings, three calls each; labels carry typos the cleaner must fix. Names follow
+# the catalogue's: `OS_10_28_2021_1900_HB.flac` ↔ `OS_10_28_2021_1900_HB.Table.1.selections.txt`.
 RECORDINGS: dict[str, tuple[tuple[str, ...], list[Placed]]] = {
-    "HW_rec_A": (
+    "OS_10_03_2021_19_34_00_": (
         ("live1184.ts", "live2289.ts", "live2649.ts"),
         [
             Placed("AscMoan.wav", "Asceding moan", 2.0),
@@ -43,7 +44,7 @@ RECORDINGS: dict[str, tuple[tuple[str, ...], list[Placed]]] = {
             Placed("Growl.wav", "Growl", 24.0),
         ],
     ),
-    "HW_rec_B": (
+    "OS_10_05_2021_11_20_00_": (
         ("live3504.ts", "live385.ts", "live6079.ts"),
         [
             Placed("moan.wav", "moan", 2.5),
@@ -51,7 +52,7 @@ RECORDINGS: dict[str, tuple[tuple[str, ...], list[Placed]]] = {
             Placed("Chirp.wav", "Chirp", 24.5),
         ],
     ),
-    "HW_rec_C": (
+    "OS_10_28_2021_1900_HB": (
         ("live839.ts", "live2008.ts", "live3368.ts"),
         [
             Placed("Growl.wav", "growl", 3.0),

@@ -7,13 +7,21 @@ from pathlib import Path
 
 import pytest
 
-from models.bundle import BUNDLE_FORMAT, BundleError, bundle_files, load_bundle
+from models.bundle import BUNDLE_FORMAT, BundleError, bundle_files, config_values, load_bundle
 
 
 def make_bundle(folder: Path) -> Path:
     (folder / "classifier").mkdir(parents=True)
     (folder / "classifier" / "config.json").write_text(
-        '{"model_type": "audio-spectrogram-transformer"}'
+        json.dumps(
+            {
+                "model_type": "audio-spectrogram-transformer",
+                "id2label": {"1": "humpback", "0": "noise"},
+            }
+        )
+    )
+    (folder / "classifier" / "preprocessor_config.json").write_text(
+        json.dumps({"sampling_rate": 16000, "max_length": 512, "num_mel_bins": 128})
     )
     (folder / "classifier" / "model.safetensors").write_bytes(b"weights")
     (folder / "denoiser.pk").write_bytes(b"denoiser")
@@ -47,6 +55,7 @@ def test_a_good_bundle_loads(tmp_path: Path) -> None:
     assert set(bundle.files) == {
         "classifier/config.json",
         "classifier/model.safetensors",
+        "classifier/preprocessor_config.json",
         "denoiser.pk",
     }
 
@@ -88,3 +97,51 @@ def test_not_a_bundle(tmp_path: Path) -> None:
     (tmp_path / "bundle.json").write_text("{not json")
     with pytest.raises(BundleError, match="cannot read"):
         load_bundle(tmp_path)
+
+
+def _rewrite_classifier(folder: Path, name: str, **changes: object) -> None:
+    path = folder / "classifier" / name
+    path.write_text(json.dumps(json.loads(path.read_text()) | changes))
+    rewrite(folder, files=bundle_files(folder))  # checksums right: only the contents disagree
+
+
+def test_classifier_labels_must_be_the_manifests(tmp_path: Path) -> None:
+    folder = make_bundle(tmp_path / "b")
+    _rewrite_classifier(folder, "config.json", id2label={"0": "humpback", "1": "noise"})
+    with pytest.raises(BundleError, match=r"labels \['humpback', 'noise'\] are not"):
+        load_bundle(folder)
+
+
+def test_classifier_rate_and_window_must_be_the_manifests(tmp_path: Path) -> None:
+    folder = make_bundle(tmp_path / "b")
+    _rewrite_classifier(folder, "preprocessor_config.json", sampling_rate=44100)
+    with pytest.raises(BundleError, match="reads 44100 Hz"):
+        load_bundle(folder)
+    folder = make_bundle(tmp_path / "c")
+    _rewrite_classifier(folder, "preprocessor_config.json", max_length=1024)
+    with pytest.raises(BundleError, match=r"1024 frames of 10 ms, bundle.json says a 5.12 s"):
+        load_bundle(folder)
+    folder = make_bundle(tmp_path / "d")
+    (folder / "classifier" / "preprocessor_config.json").unlink()
+    rewrite(folder, files=bundle_files(folder))
+    with pytest.raises(BundleError, match=r"no classifier/preprocessor_config\.json"):
+        load_bundle(folder)
+
+
+def test_a_denoiser_needs_its_sample_rate(tmp_path: Path) -> None:
+    folder = make_bundle(tmp_path / "b")
+    rewrite(folder, sample_rates={"classifier": 16000})
+    with pytest.raises(BundleError, match=r"sample_rates.denoiser must be a positive integer"):
+        load_bundle(folder)
+
+
+def test_config_values_are_what_the_monitor_runs_with(tmp_path: Path) -> None:
+    folder = make_bundle(tmp_path / "b")
+    assert config_values(load_bundle(folder)) == {
+        "classifier.source": str(folder / "classifier"),
+        "classifier.target_labels": ["humpback"],
+        "classifier.thresholds": {"humpback": 0.7},
+        "denoiser.checkpoint": str(folder / "denoiser.pk"),
+        "window.length_s": 5.12,
+        "window.hop_s": 1.0,
+    }

@@ -7,9 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from training.prepare import PrepareSettings, centred_clip, noise_starts, window_clips
+from training.fetch import ANNOTATION_DIR, AUDIO_DIR
+from training.prepare import (
+    PrepareSettings,
+    centred_clip,
+    find_recordings,
+    noise_starts,
+    window_clips,
+)
 from training.raven import Annotation, clean_label, read_selections, recording_of
 from training.splits import split_recordings
+from training.steprun import StepLog
 
 
 @pytest.mark.parametrize(
@@ -107,3 +115,74 @@ def test_window_set_keeps_windows_with_10_to_80_percent_cover() -> None:
     starts = [start for start, _, _, _ in kept]
     assert starts == [6.0, 7.0, 8.0, 9.0, 10.0, 11.0]
     assert all(0.1 <= cover <= 0.8 and label == "Moan" for _, _, label, cover in kept)
+
+
+TABLE = "Selection\tBegin Time (s)\tEnd Time (s)\tCall Type\n1\t1.0\t2.0\tWhup\n"
+
+
+@pytest.mark.parametrize(
+    ("table", "stem"),
+    [
+        ("OS_10_28_2021_1900_HB.Table.1.selections.txt", "OS_10_28_2021_1900_HB"),
+        ("OS_10_03_2021_19_34_00_.Table.1.selections.txt", "OS_10_03_2021_19_34_00_"),
+        ("site.2021-10-03.Table.2.selections.txt", "site.2021-10-03"),
+        ("site.2021-10-03.selections.txt", "site.2021-10-03"),
+        ("rec.table.1.Selections.TXT", "rec"),
+    ],
+)
+def test_table_names_map_to_the_audio_stem(table: str, stem: str) -> None:
+    assert recording_of(Path(table)) == stem
+
+
+def _fetched(folder: Path, audio: list[str], tables: list[str]) -> Path:
+    (folder / AUDIO_DIR).mkdir(parents=True)
+    (folder / ANNOTATION_DIR).mkdir()
+    for name in audio:
+        (folder / AUDIO_DIR / name).write_bytes(b"")
+    for name in tables:
+        (folder / ANNOTATION_DIR / name).write_text(TABLE)
+    return folder
+
+
+def test_find_recordings_pairs_catalogue_names(tmp_path: Path) -> None:
+    source = _fetched(
+        tmp_path / "f",
+        ["OS_10_03_2021_19_34_00_.flac", "OS_10_28_2021_1900_HB.flac", "unannotated.flac"],
+        [
+            "OS_10_03_2021_19_34_00_.Table.1.selections.txt",
+            "OS_10_28_2021_1900_HB.Table.1.selections.txt",
+        ],
+    )
+    log = StepLog(tmp_path / "prepare.log", "prepare")
+    found = find_recordings(source, PrepareSettings(), log)
+    assert [(r.name, r.audio.name) for r in found] == [
+        ("OS_10_03_2021_19_34_00_", "OS_10_03_2021_19_34_00_.flac"),
+        ("OS_10_28_2021_1900_HB", "OS_10_28_2021_1900_HB.flac"),
+    ]
+    assert "unannotated" in (tmp_path / "prepare.log").read_text()
+
+
+def test_find_recordings_names_tables_without_audio(tmp_path: Path) -> None:
+    source = _fetched(tmp_path / "f", ["OS_A.flac"], ["OS_B.Table.1.selections.txt"])
+    log = StepLog(tmp_path / "prepare.log", "prepare")
+    with pytest.raises(
+        ValueError, match=r"OS_B\.Table\.1\.selections\.txt.*audio files: \['OS_A'\]"
+    ):
+        find_recordings(source, PrepareSettings(), log)
+    skipping = PrepareSettings(unmatched_tables="skip")
+    with pytest.raises(ValueError, match=r"no selection table in .* matches an audio file"):
+        find_recordings(source, skipping, log)
+    (source / ANNOTATION_DIR / "OS_A.Table.1.selections.txt").write_text(TABLE)
+    assert [r.name for r in find_recordings(source, skipping, log)] == ["OS_A"]
+    assert "OS_B.Table.1.selections.txt" in (tmp_path / "prepare.log").read_text()
+
+
+def test_find_recordings_refuses_two_tables_for_one_recording(tmp_path: Path) -> None:
+    source = _fetched(
+        tmp_path / "f",
+        ["OS_A.flac"],
+        ["OS_A.Table.1.selections.txt", "OS_A.Table.2.selections.txt"],
+    )
+    log = StepLog(tmp_path / "prepare.log", "prepare")
+    with pytest.raises(ValueError, match="two selection tables for recording OS_A"):
+        find_recordings(source, PrepareSettings(), log)

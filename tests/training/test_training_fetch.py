@@ -45,8 +45,8 @@ def test_fetch_downloads_resumes_and_checks(
     stamps = {p: p.stat().st_mtime_ns for p in first}
 
     # A download cut off half-way: the rest must come with a Range request.
-    audio_key = next(k for k in bucket_objects if k.endswith("HW_rec_C.flac"))
-    part = out / "audio" / "HW_rec_C.flac.part"
+    audio_key = next(k for k in bucket_objects if k.endswith("OS_10_28_2021_1900_HB.flac"))
+    part = out / "audio" / "OS_10_28_2021_1900_HB.flac.part"
     part.parent.mkdir(exist_ok=True)
     part.write_bytes(bucket_objects[audio_key][:100_000])
 
@@ -70,8 +70,8 @@ def test_corrupt_partial_download_is_caught_and_then_refetched(
 ) -> None:
     settings = FetchSettings(bucket=bucket_name, endpoint_url=moto_server.endpoint_url)
     out = tmp_path / "fetch"
-    key = next(k for k in bucket_objects if k.endswith("HW_rec_A.flac"))
-    part = out / "audio" / "HW_rec_A.flac.part"
+    key = next(k for k in bucket_objects if k.endswith("OS_10_03_2021_19_34_00_.flac"))
+    part = out / "audio" / "OS_10_03_2021_19_34_00_.flac.part"
     part.parent.mkdir(parents=True)
     part.write_bytes(b"\0" * 50_000)  # wrong bytes: the completed file cannot match the ETag
     with pytest.raises(OSError, match="MD5 does not match"):
@@ -79,7 +79,7 @@ def test_corrupt_partial_download_is_caught_and_then_refetched(
     assert not part.exists()
     run_fetch(settings, out)
     assert (
-        hashlib.md5((out / "audio" / "HW_rec_A.flac").read_bytes()).digest()
+        hashlib.md5((out / "audio" / "OS_10_03_2021_19_34_00_.flac").read_bytes()).digest()
         == hashlib.md5(bucket_objects[key]).digest()
     )
 
@@ -99,16 +99,16 @@ def test_fetch_from_a_local_folder_copies_once(catalogue: Path, tmp_path: Path) 
     run_fetch(FetchSettings(local_dir=str(catalogue)), out)
     copied = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.*") if p.parent != out)
     assert copied == [
-        "annotations/HW_rec_A.Table.1.selections.txt",
-        "annotations/HW_rec_B.Table.1.selections.txt",
-        "annotations/HW_rec_C.Table.1.selections.txt",
-        "audio/HW_rec_A.flac",
-        "audio/HW_rec_B.flac",
-        "audio/HW_rec_C.flac",
+        "annotations/OS_10_03_2021_19_34_00_.Table.1.selections.txt",
+        "annotations/OS_10_05_2021_11_20_00_.Table.1.selections.txt",
+        "annotations/OS_10_28_2021_1900_HB.Table.1.selections.txt",
+        "audio/OS_10_03_2021_19_34_00_.flac",
+        "audio/OS_10_05_2021_11_20_00_.flac",
+        "audio/OS_10_28_2021_1900_HB.flac",
     ]
-    stamp = (out / "audio" / "HW_rec_A.flac").stat().st_mtime_ns
+    stamp = (out / "audio" / "OS_10_03_2021_19_34_00_.flac").stat().st_mtime_ns
     run_fetch(FetchSettings(local_dir=str(catalogue)), out)
-    assert (out / "audio" / "HW_rec_A.flac").stat().st_mtime_ns == stamp
+    assert (out / "audio" / "OS_10_03_2021_19_34_00_.flac").stat().st_mtime_ns == stamp
     assert len((out / "progress.jsonl").read_text().splitlines()) == 6
     with pytest.raises(ValueError, match="not a folder"):
         run_fetch(FetchSettings(local_dir=str(tmp_path / "missing")), tmp_path / "other")

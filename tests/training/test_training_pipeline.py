@@ -59,11 +59,15 @@ def test_tiny_pipeline_end_to_end(
     )
     with pytest.raises(StepInterrupted):
         run_prepare(prepare, runs / "prepare", fetched, max_units=1)
-    assert units(runs / "prepare") == ["HW_rec_A"]
-    first_clips = sorted((runs / "prepare" / "clips" / "HW_rec_A").iterdir())
+    assert units(runs / "prepare") == ["OS_10_03_2021_19_34_00_"]
+    first_clips = sorted((runs / "prepare" / "clips" / "OS_10_03_2021_19_34_00_").iterdir())
     stamps = [p.stat().st_mtime_ns for p in first_clips]
     manifest = run_prepare(prepare, runs / "prepare", fetched)
-    assert units(runs / "prepare") == ["HW_rec_A", "HW_rec_B", "HW_rec_C"]  # A not redone
+    assert units(runs / "prepare") == [
+        "OS_10_03_2021_19_34_00_",
+        "OS_10_05_2021_11_20_00_",
+        "OS_10_28_2021_1900_HB",
+    ]  # A not redone
     assert [p.stat().st_mtime_ns for p in first_clips] == stamps
     clips = read_manifest(manifest)
     splits_of = defaultdict(set)
@@ -150,6 +154,7 @@ def test_tiny_pipeline_end_to_end(
         assert 0.0 <= result["detector"]["average_precision"] <= 1.0
         assert np.array(result["classification"]["confusion_matrix"]).sum() == len(test_clips)
     assert (runs / "evaluate" / "pr_finetuned_raw.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "pr_detectors.png" in metrics["figures"] and len(metrics["figures"]) == 9
     assert "finetuned_on_denoised_audio" in (runs / "evaluate" / "report.md").read_text()
 
     bundle_dir = run_export(

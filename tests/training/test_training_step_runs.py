@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from monitor.commands.train import register
-from training.cli_support import parse_overrides
+from training.cli_support import EXIT_INTERRUPTED, parse_overrides, step_command
 from training.prepare import PrepareSettings
 from training.settings import load_settings, read_config
 from training.steprun import Progress, StepInterrupted, StepRun
@@ -145,3 +145,44 @@ def test_hydromon_train_reports_bad_input_with_an_exit_code(tmp_path: Path, caps
     )
     assert args.func(args) == 2
     assert "clip_format must be flac or wav" in capsys.readouterr().err
+
+
+def test_step_command_passes_required_inputs_in_order_and_optional_ones_by_name(
+    tmp_path: Path,
+) -> None:
+    calls: list[tuple[object, ...]] = []
+
+    def evaluate(settings, out, manifest, classifier, *, denoised, denoised_classifier, max_units):  # type: ignore[no-untyped-def]
+        calls.append(
+            (settings, out, manifest, classifier, denoised, denoised_classifier, max_units)
+        )
+        return out
+
+    command = step_command("evaluate", Toy, evaluate)
+    assert command.spec.name == "evaluate" and command.settings is Toy
+    command.run(
+        Toy(), tmp_path, {"classifier": Path("c"), "input": Path("m"), "denoised": Path("d")}, 2
+    )
+    assert calls == [(Toy(), tmp_path, Path("m"), Path("c"), Path("d"), None, 2)]
+
+
+def test_python_m_step_main_runs_interrupts_and_resumes(tmp_path: Path) -> None:
+    # No capsys here: main() configures logging onto sys.stderr, which must outlive this test.
+    from training import fetch
+
+    source = tmp_path / "mine"
+    source.mkdir()
+    (source / "a.flac").write_bytes(b"a" * 10)
+    (source / "b.flac").write_bytes(b"b" * 20)
+    (source / "a.Table.1.selections.txt").write_text("Selection\n")
+    argv = ["--out", str(tmp_path / "out"), "--set", f"local_dir='{source}'"]
+    assert fetch.main([*argv, "--max-units", "1"]) == EXIT_INTERRUPTED
+    assert '"reason": "max_units"' in (tmp_path / "out" / "fetch.log").read_text()
+    assert fetch.main(argv) == 0
+    inventory = json.loads((tmp_path / "out" / "inventory.json").read_text())
+    assert sorted(item["path"] for item in inventory) == [
+        "annotations/a.Table.1.selections.txt", "audio/a.flac", "audio/b.flac",
+    ]  # fmt: skip
+    units = [json.loads(line)["unit"] for line in (tmp_path / "out" / "progress.jsonl").open()]
+    assert len(units) == len(set(units)) == 3  # the first file was not copied twice
+    assert fetch.main(["--out", str(tmp_path / "out2"), "--set", "local_dir='/nowhere'"]) == 2
