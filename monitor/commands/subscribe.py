@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
+import random
+import re
 import signal
 import sys
 from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import AuthenticationError, RedisError, ResponseError
 from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidStatus, WebSocketException
+from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
 from monitor.logs import get_logger
 
@@ -25,6 +29,13 @@ log = get_logger(__name__)
 
 BACKOFF_START_S = 0.5
 BACKOFF_MAX_S = 30.0
+STREAM_ID = re.compile(r"\d+(-\d+)?")
+POLICY_VIOLATION = 1008  # the server refused our subscribe message: retrying cannot help
+
+
+def fail(text: str) -> int:
+    print(f"hydromon subscribe: {text}", file=sys.stderr, flush=True)
+    return 2
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -87,13 +98,21 @@ def subscribe_request(args: argparse.Namespace, since: str | None) -> dict[str, 
     return request
 
 
+class OutputClosed(Exception):
+    """Our stdout has gone away."""
+
+
 class Printer:
     def __init__(self, as_json: bool) -> None:
         self.as_json = as_json
 
     def __call__(self, message: dict[str, Any]) -> None:
         text = json.dumps(message, separators=(",", ":")) if self.as_json else format_line(message)
-        print(text, flush=True)
+        try:
+            print(text, flush=True)
+        except BrokenPipeError as error:
+            # Not an OSError to the followers, which would take it for a network failure.
+            raise OutputClosed("stdout closed") from error
 
 
 def _backoff() -> Callable[[], float]:
@@ -102,7 +121,8 @@ def _backoff() -> Callable[[], float]:
     def next_delay() -> float:
         nonlocal delay
         current, delay = delay, min(delay * 2, BACKOFF_MAX_S)
-        return current
+        # ±20 % jitter: many subscribers of one restarted server do not all return at once.
+        return current * random.uniform(0.8, 1.2)
 
     return next_delay
 
@@ -120,16 +140,34 @@ async def follow_websocket(
                 log.info("subscribed", url=args.url, since=since)
                 next_delay = _backoff()
                 async for raw in ws:
-                    frame = json.loads(raw)
-                    if frame.get("kind") in ("detection", "feed_status"):
+                    try:
+                        frame = json.loads(raw)
+                    except ValueError:
+                        log.warning("ignoring a frame that is not JSON", frame=str(raw)[:80])
+                        continue
+                    kind = frame.get("kind")
+                    if kind in ("detection", "feed_status"):
                         since = frame["message_id"]
                         emit(frame)
+                    elif (
+                        kind == "subscribed" and frame.get("since") and not frame.get("since_found")
+                    ):
+                        log.warning(
+                            "resume point not found on the server: messages may be missing",
+                            since=frame["since"],
+                            replayed=frame.get("replayed"),
+                        )
         except InvalidStatus as error:
             status = error.response.status_code
             if status in (401, 403):
-                print(f"hydromon subscribe: {args.url} refused us ({status})", file=sys.stderr)
-                return 2
+                return fail(f"{args.url} refused us ({status})")
             log.warning("server refused the connection, retrying", status=status)
+        except ConnectionClosed as error:
+            if error.rcvd is not None and error.rcvd.code == POLICY_VIOLATION:
+                return fail(f"the server rejected the subscription: {error.rcvd.reason}")
+            if stop.is_set():
+                break
+            log.warning("connection lost, reconnecting", error=str(error))
         except (OSError, WebSocketException, TimeoutError) as error:
             if stop.is_set():
                 break
@@ -141,8 +179,10 @@ async def follow_websocket(
 async def follow_redis(
     args: argparse.Namespace, emit: Callable[[dict], None], stop: asyncio.Event
 ) -> int:
-    client = aioredis.Redis.from_url(args.redis, decode_responses=True, socket_timeout=10)
     last = args.since or "$"
+    if last != "$" and not STREAM_ID.fullmatch(last):
+        return fail(f"--since {last!r} is not a Redis stream entry id (like 1717761600000-0)")
+    client = aioredis.Redis.from_url(args.redis, decode_responses=True, socket_timeout=10)
     next_delay = _backoff()
     try:
         while not stop.is_set():
@@ -153,6 +193,9 @@ async def follow_redis(
                     last = newest[0][0] if newest else "0-0"
                 reply = await client.xread({args.stream: last}, block=1000, count=100)
                 next_delay = _backoff()
+            except (ResponseError, AuthenticationError) as error:
+                # Redis answered: the key, the id or the credentials are wrong, not the network.
+                return fail(f"redis refused the read of {args.stream!r}: {error}")
             except (RedisError, OSError) as error:
                 if stop.is_set():
                     break
@@ -188,6 +231,12 @@ async def _main(args: argparse.Namespace) -> int:
     try:
         return await task
     except asyncio.CancelledError:
+        return 0
+    except OutputClosed:
+        # Whoever read our output has gone (e.g. `| head`): stop quietly. Point stdout at
+        # /dev/null so the interpreter's final flush does not fail on the broken pipe.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
 
 

@@ -5,6 +5,10 @@ so a replay writes into the days it replays. Each record is one ``write`` on a f
 append, then fsync; a torn last line left by a crash is ended before the next record so it
 cannot corrupt it. Only ``closed`` detections go to Raven tables (they have final numbers);
 Raven times are seconds from 00:00:00 UTC of the file's day, with absolute UTC in extra columns.
+
+Writes are idempotent: a file's ids (``message_id`` for JSON lines, the detection id for Raven)
+are read from it the first time it is touched and kept in a small LRU of open indexes, so
+replaying the same audio, or a Redis spool redelivery, never adds a second row.
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ import asyncio
 import json
 import os
 import threading
-from dataclasses import dataclass
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -47,6 +53,16 @@ class FileSettings:
     low_freq_hz: float = 0.0
     high_freq_hz: float = 8000.0
     fsync: bool = True
+    # How many files' id indexes stay in memory (a replay over many days rescans on return).
+    index_files: int = 64
+
+
+@dataclass
+class _FileIndex:
+    """What one file already holds: the ids written to it and its data-row count."""
+
+    ids: set[str] = field(default_factory=set)
+    rows: int = 0
 
 
 def event_time(message: dict[str, Any]) -> datetime:
@@ -66,7 +82,8 @@ class FileOutput:
         self.name = name
         self.settings = settings
         self._lock = threading.Lock()
-        self._raven_rows: dict[Path, int] = {}
+        self._indexes: OrderedDict[Path, _FileIndex] = OrderedDict()
+        self.duplicates = 0  # records not written because the file already had them
 
     def jsonl_path(self, moment: datetime) -> Path:
         return self.settings.directory / "jsonl" / f"{moment:%Y-%m-%d}.jsonl"
@@ -88,8 +105,16 @@ class FileOutput:
         moment = event_time(message)
         with self._lock:
             if self.settings.jsonl:
-                line = json.dumps(message, separators=(",", ":")) + "\n"
-                self._append(self.jsonl_path(moment), line, header=None)
+                path = self.jsonl_path(moment)
+                index = self._index(path, _read_jsonl_ids)
+                ident = str(message["message_id"])
+                if ident in index.ids:
+                    self.duplicates += 1
+                else:
+                    line = json.dumps(message, separators=(",", ":")) + "\n"
+                    self._append(path, line, header=None)
+                    index.ids.add(ident)
+                    index.rows += 1
             if (
                 self.settings.raven
                 and message.get("kind") == "detection"
@@ -100,9 +125,11 @@ class FileOutput:
     def _write_raven(self, message: dict[str, Any], start: datetime) -> None:
         feed = message["feed"]["node"]
         path = self.raven_path(feed, start)
-        if path not in self._raven_rows:
-            self._raven_rows[path] = _count_rows(path)
-        selection = self._raven_rows[path] + 1
+        index = self._index(path, _read_raven_ids)
+        if message["id"] in index.ids:
+            self.duplicates += 1
+            return
+        selection = index.rows + 1
         origin = day_start(start)
         end = parse_utc(message["end_utc"])
 
@@ -126,7 +153,19 @@ class FileOutput:
             message["id"],
         ]
         self._append(path, "\t".join(row) + "\n", header="\t".join(RAVEN_COLUMNS) + "\n")
-        self._raven_rows[path] = selection
+        index.ids.add(message["id"])
+        index.rows = selection
+
+    def _index(self, path: Path, read: Callable[[Path], _FileIndex]) -> _FileIndex:
+        index = self._indexes.get(path)
+        if index is None:
+            index = read(path)
+            self._indexes[path] = index
+            while len(self._indexes) > max(1, self.settings.index_files):
+                self._indexes.popitem(last=False)
+        else:
+            self._indexes.move_to_end(path)
+        return index
 
     def _append(self, path: Path, text: str, header: str | None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -151,10 +190,34 @@ def _ends_with_newline(path: Path, size: int) -> bool:
         return handle.read(1) == b"\n"
 
 
-def _count_rows(path: Path) -> int:
-    """Data rows already in a Raven table (a restart continues the Selection numbers)."""
+def _read_jsonl_ids(path: Path) -> _FileIndex:
+    """The message ids already in a JSON-lines file (a torn line from a crash is skipped)."""
+    index = _FileIndex()
     if not path.exists():
-        return 0
-    with path.open(encoding="utf-8") as handle:
-        lines = [line for line in handle if line.strip()]
-    return max(0, len(lines) - 1)
+        return index
+    with path.open(encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and "message_id" in record:
+                index.ids.add(str(record["message_id"]))
+                index.rows += 1
+    return index
+
+
+def _read_raven_ids(path: Path) -> _FileIndex:
+    """Detection ids and data rows already in a Raven table (Selection numbers continue)."""
+    index = _FileIndex()
+    if not path.exists():
+        return index
+    with path.open(encoding="utf-8", errors="replace") as handle:
+        lines = [line.rstrip("\n") for line in handle if line.strip()]
+    column = RAVEN_COLUMNS.index("Detection Id")
+    for line in lines[1:]:
+        cells = line.split("\t")
+        index.rows += 1
+        if len(cells) > column:
+            index.ids.add(cells[column])
+    return index

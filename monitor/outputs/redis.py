@@ -29,7 +29,7 @@ from redis.exceptions import RedisError
 
 from monitor.events.messages import message_key
 from monitor.logs import get_logger
-from monitor.outputs.spool import Spool, SpoolFull
+from monitor.outputs.spool import Spool, SpoolFull, read_spool
 
 log = get_logger(__name__)
 
@@ -211,8 +211,17 @@ class RedisOutput:
             self.stats.duplicates += 1
 
 
+def _entry_order(entry: str) -> tuple[int, int]:
+    millis, _, seq = entry.partition("-")
+    return int(millis), int(seq or 0)
+
+
 class RedisHistory:
-    """Reads back what the Redis output wrote: resume after a message id."""
+    """Reads back what the Redis output wrote: resume after a message id.
+
+    The history is the stream followed by the output's spool (same ``spool_path``): messages
+    waiting there while Redis is down or catching up are found too, in order, each once.
+    """
 
     def __init__(self, settings: RedisSettings) -> None:
         self.settings = settings
@@ -220,15 +229,41 @@ class RedisHistory:
 
     async def since(self, message_id: str, limit: int) -> tuple[bool, list[dict[str, Any]]]:
         """Messages after ``message_id`` (oldest first, at most ``limit``). When the id is unknown
-        (never seen or expired) returns ``(False, the newest `limit` messages)``."""
+        (never seen or expired) returns ``(False, the newest `limit` messages)``. When its entry
+        has been trimmed from the stream (``MAXLEN``) the messages after it are returned with
+        ``False``: some of those that followed it may have been trimmed too. An id still in the
+        spool is answered from it alone, even while Redis is down; otherwise a Redis error is
+        raised."""
+        spool = self.settings.spool_path
+        # In the spool: everything after it is there too (the spool is the newest part).
+        in_spool, spooled = await asyncio.to_thread(read_spool, spool, message_id, limit)
+        if in_spool:
+            return True, spooled
+        # The spool before the stream: a message the output moves from one to the other in
+        # between is then seen twice (and de-duplicated below), never missed.
+        _all, waiting = await asyncio.to_thread(read_spool, spool, None, limit)
+        place, stored = await self._from_stream(message_id, limit)  # raises if Redis is down
+        if len(stored) >= limit and place != "unknown":
+            return place == "found", stored
+        ids = {message_key(message) for message in stored}
+        merged = stored + [m for m in waiting if message_key(m) not in ids]
+        if place == "unknown":
+            return False, merged[-limit:]
+        return place == "found", merged[:limit]
+
+    async def _from_stream(self, message_id: str, limit: int) -> tuple[str, list[dict[str, Any]]]:
+        """``("found" | "trimmed" | "unknown", messages)`` from the stream alone."""
+        key = self.settings.stream_key
         entry = await self._client.get(self.settings.dedupe_prefix + message_id)
-        if entry is not None:
-            rows = await self._client.xrange(
-                self.settings.stream_key, min=f"({entry}", max="+", count=limit
-            )
-            return True, [json.loads(fields["message"]) for _id, fields in rows]
-        rows = await self._client.xrevrange(self.settings.stream_key, count=limit)
-        return False, [json.loads(fields["message"]) for _id, fields in reversed(rows)]
+        if entry is None:
+            rows = await self._client.xrevrange(key, count=limit)
+            return "unknown", [json.loads(fields["message"]) for _id, fields in reversed(rows)]
+        oldest = await self._client.xrange(key, count=1)
+        if not oldest or _entry_order(oldest[0][0]) > _entry_order(entry):
+            rows = await self._client.xrange(key, count=limit)
+            return "trimmed", [json.loads(fields["message"]) for _id, fields in rows]
+        rows = await self._client.xrange(key, min=f"({entry}", max="+", count=limit)
+        return "found", [json.loads(fields["message"]) for _id, fields in rows]
 
     async def close(self) -> None:
         with contextlib.suppress(RedisError, OSError):

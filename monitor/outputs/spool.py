@@ -65,3 +65,35 @@ class Spool:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def read_spool(path: Path, after: str | None, limit: int) -> tuple[bool, list[dict[str, Any]]]:
+    """A read-only look at a spool that a ``Spool`` elsewhere writes (blocking: use a thread).
+
+    ``after`` None: ``(True, the oldest `limit` messages)``; ``after`` (a ``message_id``) in the
+    spool: ``(True, the messages after it)``; not in it: ``(False, [])``. No file: empty spool.
+    """
+    path = Path(path)
+    if not path.exists():
+        return after is None, []
+    # WAL: this reader never blocks the writer, and sees only committed rows.
+    db = sqlite3.connect(path, timeout=5.0)
+    try:
+        start = 0
+        if after is not None:
+            row = db.execute(
+                "SELECT seq FROM spool WHERE json_extract(message, '$.message_id') = ? "
+                "ORDER BY seq LIMIT 1",
+                (after,),
+            ).fetchone()
+            if row is None:
+                return False, []
+            start = int(row[0])
+        rows = db.execute(
+            "SELECT message FROM spool WHERE seq > ? ORDER BY seq LIMIT ?", (start, limit)
+        ).fetchall()
+    except sqlite3.DatabaseError as error:
+        raise RuntimeError(f"spool {path} cannot be read: {error}") from error
+    finally:
+        db.close()
+    return True, [json.loads(text) for (text,) in rows]

@@ -2,7 +2,8 @@
 
 Protocol (see docs/detections.md): the client sends ``{"type": "subscribe", ...filters,
 "since": <message_id>?}``; the server answers ``{"kind": "subscribed", ...}``, then any missed
-messages after ``since`` (from the in-memory history, else the Redis stream when configured),
+messages after ``since`` (from the in-memory history, else the Redis stream and the Redis
+output's spool when configured),
 then live messages, plus ``{"kind": "heartbeat"}`` every ``heartbeat_s``. Each client has a
 bounded queue; a client that falls ``client_queue`` messages behind is disconnected with close
 code 4000 "too slow: N messages behind" and nobody else waits for it.
@@ -250,7 +251,27 @@ class WebsocketOutput:
         if self.redis_history is not None:
             try:
                 found, messages = await self.redis_history.since(since, limit)
-                return found, "redis", messages
             except Exception as error:
+                # Honest fallback: what memory holds, flagged since_found=false (a gap).
                 log.warning("redis history unavailable for resume", error=repr(error))
+            else:
+                return found, "redis", self._add_unstored_tail(messages, limit)
         return False, "memory", [message for _i, message, _t in self._history][-limit:]
+
+    def _add_unstored_tail(self, stored: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
+        """``stored`` (from the Redis stream) plus what the stream does not hold yet.
+
+        Every output receives the messages in one order, so what Redis lacks (messages its
+        output refused, e.g. with a full spool) is the newest part of the memory history:
+        everything after the last message the two share, or all of it when they share none.
+        """
+        if len(stored) >= limit:
+            return stored  # truncated: the client resumes again from the last one it gets
+        ids = {str(message.get("message_id")) for message in stored}
+        history = list(self._history)
+        shared = [i for i, (ident, _m, _t) in enumerate(history) if ident in ids]
+        tail = history[shared[-1] + 1 :] if shared else history
+        extra = [message for ident, message, _t in tail if ident not in ids]
+        if extra:
+            log.info("resume adds messages not yet in the redis stream", count=len(extra))
+        return (stored + extra)[:limit]

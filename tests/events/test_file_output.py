@@ -82,3 +82,40 @@ async def test_only_raven_or_only_jsonl(tmp_path: Path) -> None:
     assert (tmp_path / "a" / "raven").exists()
     await write_all(FileSettings(directory=tmp_path / "b", raven=False), messages)
     assert not (tmp_path / "b" / "raven").exists()
+
+
+async def test_a_replay_or_redelivery_adds_no_duplicate_rows(tmp_path: Path) -> None:
+    messages = detection_series(6)
+    settings = FileSettings(directory=tmp_path, fsync=False)
+    first = await write_all(settings, messages[:4])
+    # Redelivered in the same run (e.g. a spool retry), then a fresh process replays all.
+    for message in messages[:4]:
+        await first.publish(message)
+    assert first.duplicates == 4 + 2  # four JSON lines and two Raven rows
+    second = await write_all(settings, messages)
+    assert second.duplicates == 4 + 2
+    jsonl = first.jsonl_path(T0)
+    assert [json.loads(line) for line in jsonl.read_text().splitlines()] == messages
+    rows = raven_rows(first.raven_path("rpi_orcasound_lab", T0))
+    closed = [m["id"] for m in messages if m["status"] == "closed"]
+    assert [row["Detection Id"] for row in rows] == closed
+    assert [row["Selection"] for row in rows] == ["1", "2", "3"]
+
+
+async def test_idempotence_survives_index_eviction(tmp_path: Path) -> None:
+    # One cached index: every other file is re-read from disk when it comes back.
+    settings = FileSettings(directory=tmp_path, fsync=False, index_files=1)
+    lab = detection_series(4)
+    bush = detection_series(4, feed="rpi_bush_point")
+    output = FileOutput(settings)
+    await output.start()
+    for message in [*lab, *bush, *lab, *bush]:
+        await output.publish(message)
+    assert output.duplicates == 8 + 4
+    for feed, messages in (("rpi_orcasound_lab", lab), ("rpi_bush_point", bush)):
+        rows = raven_rows(output.raven_path(feed, T0))
+        assert [row["Detection Id"] for row in rows] == [messages[1]["id"], messages[3]["id"]]
+    lines = output.jsonl_path(T0).read_text().splitlines()
+    assert sorted(json.loads(line)["message_id"] for line in lines) == sorted(
+        m["message_id"] for m in lab + bush
+    )

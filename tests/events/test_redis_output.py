@@ -180,6 +180,16 @@ async def test_history_reads_back_after_a_message_id(redis_server, tmp_path) -> 
         assert after == messages[2:4]
         found, newest = await history.since("no-such-id", limit=2)
         assert not found and newest == messages[-2:]
+        # Trimmed by MAXLEN: what is left after it comes back, flagged as a possible gap.
+        admin = aioredis.Redis.from_url(redis_server.url)
+        try:
+            await admin.xtrim(settings.stream_key, maxlen=3, approximate=False)
+        finally:
+            await admin.aclose()
+        found, after = await history.since(messages[1]["message_id"], limit=100)
+        assert not found and after == messages[3:]
+        found, after = await history.since(messages[3]["message_id"], limit=100)
+        assert found and after == messages[4:]
     finally:
         await history.close()
         await output.close()

@@ -7,8 +7,11 @@ import json
 import os
 import signal
 import sys
+import uuid
 from collections.abc import Callable
 from pathlib import Path
+
+import redis.asyncio as aioredis
 
 from monitor.outputs.redis import RedisOutput
 from monitor.outputs.websocket import WebsocketOutput, WebsocketSettings
@@ -131,3 +134,29 @@ async def test_reads_the_redis_stream_as_json_lines_and_exits_on_sigterm(
             process.kill()
             await process.wait()
         await output.close()
+
+
+async def test_redis_mistakes_are_clear_errors_not_endless_retries(redis_server) -> None:
+    admin = aioredis.Redis.from_url(redis_server.url)
+    key = f"t{uuid.uuid4().hex[:10]}:not-a-stream"
+    await admin.set(key, "x")
+    try:
+        bad_id = await spawn("--redis", redis_server.url, "--since", "0190-abc")
+        wrong_type = await spawn("--redis", redis_server.url, "--stream", key)
+        for process, expected in (
+            (bad_id, "is not a Redis stream entry id"),
+            (wrong_type, "WRONGTYPE"),
+        ):
+            try:
+                code = await asyncio.wait_for(process.wait(), STARTUP_S)
+            finally:
+                if process.returncode is None:
+                    process.kill()
+                    await process.wait()
+            assert process.stderr is not None
+            stderr = (await process.stderr.read()).decode()
+            assert code == 2 and expected in stderr, stderr
+            assert "Traceback" not in stderr
+    finally:
+        await admin.delete(key)
+        await admin.aclose()
