@@ -1,15 +1,18 @@
 """Where and how models run: device choice, thread counts, and the bf16 policy.
 
 bf16 autocast is offered only where the hardware runs it natively (CUDA with bf16, or a CPU
-whose oneDNN reports bf16 support) and only after a probe at startup shows its scores agree
-with fp32 within a tolerance; otherwise fp32, with the reason recorded.
+whose oneDNN reports bf16 support) and only after a probe at startup shows that its scores
+agree with fp32 within a tolerance and that it ran faster than fp32; otherwise fp32, with the
+reason recorded.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Literal
 
@@ -32,6 +35,9 @@ class PrecisionChoice:
     precision: Precision
     reason: str
     max_abs_diff: float | None = None
+    # Wall time of the probe pass in each precision (None where it did not run).
+    fp32_seconds: float | None = None
+    bf16_seconds: float | None = None
 
 
 def select_device(name: str = "auto") -> torch.device:
@@ -78,6 +84,14 @@ def configure_threads(num_threads: int = 0, interop_threads: int = 1) -> ThreadC
     return ThreadConfig(intra_op=torch.get_num_threads(), inter_op=torch.get_num_interop_threads())
 
 
+def autocast_off(device: torch.device) -> AbstractContextManager[object]:
+    """Autocast disabled on `device`: signal processing inside a caller's bf16 autocast
+    region keeps full precision (and kernels such as the FFT and lfilter that refuse bf16)."""
+    if torch.amp.is_autocast_available(device.type):
+        return torch.autocast(device.type, enabled=False)
+    return nullcontext()
+
+
 def bf16_native(device: torch.device) -> bool:
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
@@ -91,27 +105,58 @@ def _cpu_bf16() -> bool:
     return bool(check()) if check is not None else False
 
 
+def _timed(
+    probe: Callable[[Precision], torch.Tensor], precision: Precision
+) -> tuple[torch.Tensor, float]:
+    started = time.perf_counter()
+    scores = probe(precision).float().cpu()  # .cpu() waits for the device to finish
+    return scores, time.perf_counter() - started
+
+
 def choose_precision(
     requested: PrecisionRequest,
     device: torch.device,
     probe: Callable[[Precision], torch.Tensor],
     tolerance: float,
+    *,
+    require_faster: bool = True,
 ) -> PrecisionChoice:
-    """Decide fp32 or bf16. `probe(precision)` returns scores for a fixed input."""
+    """Decide fp32 or bf16. `probe(precision)` returns scores for a fixed input.
+
+    bf16 needs native support, scores within `tolerance` of fp32 and, unless
+    `require_faster` is off, a probe pass faster than the fp32 one (the fp32 pass runs first
+    and so also carries the one-off warm-up costs, which favours bf16 on a close call).
+    `requested="bf16"` still probes and falls back to fp32 where bf16 disagrees.
+    """
     if requested not in ("auto", "fp32", "bf16"):
         raise ValueError(f"bad precision {requested!r}: use auto, fp32 or bf16")
     if requested == "fp32":
         return PrecisionChoice("fp32", "fp32 requested")
     if not bf16_native(device):
         return PrecisionChoice("fp32", f"bf16 is not native on {device}")
-    reference = probe("fp32").float()
+    reference, fp32_s = _timed(probe, "fp32")
     try:
-        candidate = probe("bf16").float()
+        candidate, bf16_s = _timed(probe, "bf16")
     except RuntimeError as exc:
-        return PrecisionChoice("fp32", f"bf16 probe failed: {str(exc)[:160]}")
+        return PrecisionChoice("fp32", f"bf16 probe failed: {str(exc)[:160]}", None, fp32_s)
     diff = float((candidate - reference).abs().max())
+    times = f"probe {bf16_s:.3g} s bf16 vs {fp32_s:.3g} s fp32"
     if not diff <= tolerance:
         return PrecisionChoice(
-            "fp32", f"bf16 scores differ from fp32 by {diff:.4g} > {tolerance}", diff
+            "fp32",
+            f"bf16 scores differ from fp32 by {diff:.4g} > {tolerance}; {times}",
+            diff,
+            fp32_s,
+            bf16_s,
         )
-    return PrecisionChoice("bf16", f"bf16 agrees with fp32 within {diff:.4g}", diff)
+    if require_faster and requested == "auto" and not bf16_s < fp32_s:
+        return PrecisionChoice(
+            "fp32",
+            f"bf16 is not faster here ({times}); agrees within {diff:.4g}",
+            diff,
+            fp32_s,
+            bf16_s,
+        )
+    return PrecisionChoice(
+        "bf16", f"bf16 agrees with fp32 within {diff:.4g}; {times}", diff, fp32_s, bf16_s
+    )

@@ -25,7 +25,6 @@ import torch
 import torchaudio
 
 from models.classifier.ast import Classifier
-from models.denoiser.model import Denoiser as OrcaDenoiser
 from models.device import (
     Precision,
     PrecisionChoice,
@@ -38,8 +37,15 @@ from models.device import (
 
 log = logging.getLogger(__name__)
 
+# Audio for the denoiser's precision probe: 257 frames at ORCA-CLEAN's 10 ms hop, i.e. three
+# 128-frame chunks at the default 32-frame overlap.
+DENOISER_PROBE_SECONDS = 2.56
+
 
 class Denoiser(Protocol):
+    """What the engine needs of a denoiser. `denoise` is called under `torch.autocast` for
+    bf16 and must keep any processing that cannot run in bf16 out of autocast itself."""
+
     sample_rate: int
 
     def denoise(self, waveforms: torch.Tensor) -> torch.Tensor: ...
@@ -139,10 +145,6 @@ class InferenceEngine:
         self.device = select_device(self.settings.device)
         self.precision: PrecisionChoice | None = None  # the classifier's
         self.denoiser_precision: PrecisionChoice | None = None
-        # For our ORCA-CLEAN denoiser: a view sharing its weights whose U-Net alone runs in
-        # bf16, so its STFT, ISTFT and de-emphasis filter stay fp32 (torchaudio's lfilter
-        # refuses bf16, so autocast around the whole `denoise` fails).
-        self._bf16_denoiser: OrcaDenoiser | None = None
         self.threads: ThreadConfig | None = None
         self._cond = threading.Condition()
         self._pending: deque[_Request] = deque()
@@ -180,6 +182,8 @@ class InferenceEngine:
 
     async def wait_ready(self) -> PrecisionChoice:
         """Wait until set-up is done; raises its error if set-up failed."""
+        if self._thread is None:
+            raise EngineStoppedError("inference engine was never started: call start() first")
         await asyncio.get_running_loop().run_in_executor(None, self._ready.wait)
         if self._setup_error is not None:
             raise self._setup_error
@@ -201,7 +205,12 @@ class InferenceEngine:
                     break
                 space: asyncio.Future[None] = loop.create_future()
                 self._space_waiters.append((loop, space))
-            await space  # woken when the worker takes requests, or when stopping
+            try:
+                await space  # woken when the worker takes requests, or when stopping
+            except asyncio.CancelledError:
+                with self._cond, suppress(ValueError):  # already woken and removed
+                    self._space_waiters.remove((loop, space))
+                raise
         return await request.future
 
     async def stop(self) -> None:
@@ -238,8 +247,6 @@ class InferenceEngine:
         )
         self.classifier.precision = self.precision.precision
         if self.denoiser is not None:
-            if isinstance(self.denoiser, OrcaDenoiser):
-                self._bf16_denoiser = _bf16_network_view(self.denoiser, self.device.type)
             self.denoiser_precision = choose_precision(
                 self.settings.precision, self.device, self._probe_denoiser, tolerance
             )
@@ -252,29 +259,37 @@ class InferenceEngine:
             self.threads,
         )
 
-    def _probe_audio(self, rate: int) -> torch.Tensor:
-        """A fixed synthetic (2, n) input: two tones plus noise, one window long."""
-        n = round(self.classifier.window_seconds * rate)
+    def _probe_audio(self, rate: int, seconds: float) -> torch.Tensor:
+        """A fixed synthetic (1, n) input: two tones plus noise."""
+        n = round(seconds * rate)
         t = torch.arange(n, dtype=torch.float64) / rate
         generator = torch.Generator().manual_seed(0)
         tones = 0.1 * torch.sin(2 * math.pi * 440 * t) + 0.05 * torch.sin(2 * math.pi * 2500 * t)
-        noise = 0.02 * torch.randn(2, n, generator=generator, dtype=torch.float64)
-        return (tones.unsqueeze(0) + noise).float().to(self.device)
+        noise = 0.02 * torch.randn(n, generator=generator, dtype=torch.float64)
+        return (tones + noise).unsqueeze(0).float().to(self.device)
 
     def _probe_classifier(self, precision: Precision) -> torch.Tensor:
+        """Scores for one probe window. The classifier's cost is fixed by its frame count, so
+        the probe is one whole window (shorter audio would only be zero-padded)."""
+        audio = self._probe_audio(self.classifier.sample_rate, self.classifier.window_seconds)
         saved = self.classifier.precision
         try:
             self.classifier.precision = precision
-            return self.classifier.score(self._probe_audio(self.classifier.sample_rate))
+            return self.classifier.score(audio)
         finally:
             self.classifier.precision = saved
 
     def _probe_denoiser(self, precision: Precision) -> torch.Tensor:
-        """Final scores with the denoiser at `precision` (the classifier as already chosen)."""
+        """Final scores with the denoiser at `precision` (the classifier as already chosen).
+
+        The denoiser's cost grows with the audio, so it probes at most DENOISER_PROBE_SECONDS
+        (a few overlapping chunks, crossfades included) rather than a whole window.
+        """
         assert self.denoiser is not None
         rate = self.denoiser.sample_rate
+        seconds = min(self.classifier.window_seconds, DENOISER_PROBE_SECONDS)
         with torch.inference_mode():
-            clean = self._denoise(self._probe_audio(rate), precision)
+            clean = self._denoise(self._probe_audio(rate, seconds), precision)
         return self.classifier.score(clean, rate)
 
     def _run(self) -> None:
@@ -367,9 +382,8 @@ class InferenceEngine:
             return self.classifier.score(x, rate)
 
     def _denoise(self, x: torch.Tensor, precision: Precision) -> torch.Tensor:
+        # The denoiser keeps its own signal processing out of autocast (see Denoiser.denoise).
         assert self.denoiser is not None
-        if precision == "bf16" and self._bf16_denoiser is not None:
-            return self._bf16_denoiser.denoise(x).float()
         with self._autocast(precision):
             return self.denoiser.denoise(x).float()
 
@@ -387,28 +401,6 @@ class InferenceEngine:
                 orig, new, dtype=torch.float32
             ).to(self.device)
         return self._resamplers[key](x)
-
-
-class _Bf16Network(torch.nn.Module):
-    """Runs the wrapped network under bf16 autocast and hands back fp32."""
-
-    def __init__(self, network: torch.nn.Module, device_type: str) -> None:
-        super().__init__()
-        self.network = network
-        self.device_type = device_type
-
-    @property
-    def base_width(self) -> int:
-        return int(self.network.base_width)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(self.device_type, dtype=torch.bfloat16):
-            return self.network(x).float()
-
-
-def _bf16_network_view(denoiser: OrcaDenoiser, device_type: str) -> OrcaDenoiser:
-    network = _Bf16Network(denoiser.unet, device_type)
-    return OrcaDenoiser(network, denoiser.options, denoiser.streaming).eval()  # type: ignore[arg-type]
 
 
 def _checked(samples: np.ndarray, sample_rate: int) -> np.ndarray:

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 Activation = Literal["sigmoid", "softmax"]
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+POSITION_KEY = "audio_spectrogram_transformer.embeddings.position_embeddings"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 
 
@@ -126,7 +127,7 @@ def load_classifier(
     if chosen not in ("sigmoid", "softmax"):
         raise ClassifierLoadError(f"activation must be 'sigmoid' or 'softmax', not {chosen!r}")
     params = _feature_params(directory, config)
-    model, attn = _load_model(directory)
+    model, attn = _load_model(directory, config)
     model.eval().to(device)
     features = FeatureExtractor(params).to(device)
     return Classifier(
@@ -274,7 +275,7 @@ def _feature_params(directory: Path, config: ASTConfig) -> FeatureParams:
     return params
 
 
-def _load_model(directory: Path) -> tuple[ASTForAudioClassification, str]:
+def _load_model(directory: Path, config: ASTConfig) -> tuple[ASTForAudioClassification, str]:
     _weights_files(directory)
     last_error: Exception | None = None
     for attn in ("sdpa", "eager"):
@@ -287,19 +288,96 @@ def _load_model(directory: Path) -> tuple[ASTForAudioClassification, str]:
                 log.info("sdpa attention unavailable (%s); using eager attention", exc)
                 last_error = exc
                 continue
-            raise ClassifierLoadError(f"cannot load weights from {directory}: {exc}") from exc
+            raise _load_error(directory, config, exc) from exc
         except Exception as exc:
-            raise ClassifierLoadError(f"cannot load weights from {directory}: {exc}") from exc
+            raise _load_error(directory, config, exc) from exc
         # from_pretrained only warns about missing weights and initialises them at random.
         missing = list(info.get("missing_keys", []))
         mismatched = list(info.get("mismatched_keys", []))
         if missing or mismatched:
+            shapes = _shape_mismatches(directory, config)
             raise ClassifierLoadError(
                 f"{directory}: weights do not match the config "
                 f"(missing {missing[:5]}, mismatched {mismatched[:5]})"
+                + (f": {shapes}" if shapes else "")
             )
         return model, attn
     raise ClassifierLoadError(f"cannot load weights from {directory}: {last_error}")
+
+
+def _load_error(directory: Path, config: ASTConfig, exc: Exception) -> ClassifierLoadError:
+    shapes = _shape_mismatches(directory, config)
+    if shapes:
+        return ClassifierLoadError(f"{directory}: weights do not match config.json: {shapes}")
+    if "mismatched_sizes" in str(exc):
+        return ClassifierLoadError(
+            f"cannot load weights from {directory}: stored tensors have other shapes than "
+            "config.json describes (was the config edited after saving?); transformers' load "
+            "report above names them"
+        )
+    return ClassifierLoadError(f"cannot load weights from {directory}: {exc}")
+
+
+def _saved_shapes(files: list[Path]) -> dict[str, tuple[int, ...]]:
+    """Tensor shapes stored in the weights files, read without loading the tensors."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for path in files:
+        if path.suffix == ".safetensors":
+            from safetensors import safe_open  # installed with transformers
+
+            with safe_open(str(path), framework="pt") as handle:
+                for key in handle.keys():  # noqa: SIM118 (safe_open is not a dict)
+                    shapes[key] = tuple(handle.get_slice(key).get_shape())
+        else:
+            state = torch.load(path, map_location="meta", weights_only=True, mmap=True)
+            shapes.update({k: tuple(v.shape) for k, v in state.items()})
+    return shapes
+
+
+def _shape_mismatches(directory: Path, config: ASTConfig) -> str:
+    """Which stored tensors have another shape than config.json implies, in words ('' when
+    none can be named). A changed max_length without resized position embeddings is the usual
+    cause, so that case says so."""
+    try:
+        saved = _saved_shapes(_weights_files(directory))
+        with torch.device("meta"):
+            expected = ASTForAudioClassification(config).state_dict()
+    except Exception:  # the caller reports the original error instead
+        log.debug("cannot compare stored shapes with the config", exc_info=True)
+        return ""
+    wrong = {
+        key: (saved[key], tuple(tensor.shape))
+        for key, tensor in expected.items()
+        if key in saved and saved[key] != tuple(tensor.shape)
+    }
+    if not wrong:
+        return ""
+    text = "; ".join(
+        f"{k} is {s} in the weights, {e} for the config" for k, (s, e) in wrong.items()
+    )
+    if POSITION_KEY in wrong:
+        text += ". " + _position_hint(config, wrong[POSITION_KEY][0])
+    return text
+
+
+def _position_hint(config: ASTConfig, stored: tuple[int, ...]) -> str:
+    frequency = (config.num_mel_bins - config.patch_size) // config.frequency_stride + 1
+    time = (config.max_length - config.patch_size) // config.time_stride + 1
+    patches = stored[1] - 2 if len(stored) == 3 else -1  # CLS and distillation tokens first
+    if patches <= 0 or patches % frequency:
+        return "The position embeddings do not fit the config's patch grid."
+    stored_time = patches // frequency
+    # Every max_length from `shortest` up to the next stride gives this many time patches.
+    shortest = (stored_time - 1) * config.time_stride + config.patch_size
+    longest = shortest + config.time_stride - 1
+    made_for = f"{shortest}" if longest == shortest else f"{shortest}–{longest}"
+    return (
+        f"The position embeddings hold a {frequency}×{stored_time} patch grid (max_length "
+        f"{made_for} frames) but config.json's max_length {config.max_length} needs "
+        f"{frequency}×{time}: a different input length needs the embeddings resized along "
+        "time (cropped or interpolated, as the classifier training does) and saved with the "
+        "model, not only max_length edited"
+    )
 
 
 def _weights_files(directory: Path, *, required: bool = True) -> list[Path]:

@@ -15,6 +15,8 @@ import torch
 import torchaudio
 from torchaudio.compliance import kaldi
 
+from models.device import autocast_off
+
 # Kaldi's fixed framing, which ASTFeatureExtractor does not expose.
 FRAME_LENGTH_MS = 25.0
 FRAME_SHIFT_MS = 10.0
@@ -107,6 +109,11 @@ class FeatureExtractor(torch.nn.Module):
         return self._resamplers[key](waveforms)
 
     def forward(self, waveforms: torch.Tensor, sample_rate: int | None = None) -> torch.Tensor:
+        # fp32 even inside a caller's bf16 autocast region: equality with ASTFeatureExtractor.
+        with autocast_off(self.window.device):
+            return self._features(waveforms, sample_rate)
+
+    def _features(self, waveforms: torch.Tensor, sample_rate: int | None) -> torch.Tensor:
         if waveforms.dim() != 2:
             shape = tuple(waveforms.shape)
             raise ValueError(f"expected (batch, samples) waveforms, got shape {shape}")

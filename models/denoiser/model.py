@@ -57,7 +57,8 @@ class Denoiser(nn.Module):
         """(B, n) float waveforms at `sample_rate` → (B, n) denoised, same device and dtype.
 
         Runs the U-Net in eval mode (BatchNorm running statistics) without gradients, and
-        restores the previous mode afterwards.
+        restores the previous mode afterwards. Under `torch.autocast` (e.g. bf16) only the
+        U-Net runs at the lower precision; the signal processing stays float32.
         """
         was_training = self.training
         self.eval()

@@ -23,6 +23,7 @@ from torch import nn
 
 from models.denoiser.frontend import DenoiserOptions, apply_mask, deemphasis, spectrogram
 from models.denoiser.unet import LEVELS
+from models.device import autocast_off
 
 MIN_FRAMES = 2**LEVELS  # the U-Net pools 4 times
 
@@ -154,16 +155,31 @@ def chunked_mask(
     return total / weight_sum[:, None]
 
 
+def signal_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the DSP runs in: float64 stays, everything else (float32, bf16, half) is
+    float32, since the FFT and lfilter kernels take only float32/float64."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
 def denoise_waveforms(
     network: nn.Module,
     waveforms: torch.Tensor,
     options: DenoiserOptions,
     settings: StreamingSettings,
 ) -> torch.Tensor:
-    """(B, n) waveforms at options.sr → (B, n) denoised, same device and dtype."""
-    spec, stft = spectrogram(waveforms, options)
+    """(B, n) waveforms at options.sr → (B, n) denoised, same device and dtype.
+
+    Safe inside `torch.autocast`: only the network runs under it (e.g. in bf16); the STFT,
+    the mask blending, the ISTFT and the de-emphasis filter run with autocast off, in float32
+    (float64 for float64 input). Low-precision waveforms are processed in float32 and the
+    result is cast back to their dtype.
+    """
+    x = waveforms.to(signal_dtype(waveforms.dtype))
+    with autocast_off(x.device):
+        spec, stft = spectrogram(x, options)
     mask = chunked_mask(network, spec, settings)
-    out = apply_mask(stft, mask, options, waveforms.shape[1])
-    if settings.undo_preemphasis:
-        out = deemphasis(out, options.preemphases)
-    return out
+    with autocast_off(x.device):
+        out = apply_mask(stft, mask.to(spec.dtype), options, x.shape[1])
+        if settings.undo_preemphasis:
+            out = deemphasis(out, options.preemphases)
+    return out.to(waveforms.dtype)

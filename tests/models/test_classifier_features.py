@@ -80,3 +80,15 @@ def test_too_short_or_wrong_shape_input_is_a_clear_error() -> None:
         ours(torch.zeros(2, 399))
     with pytest.raises(ValueError, match="batch, samples"):
         ours(torch.zeros(16000))
+
+
+def test_features_stay_fp32_inside_a_bf16_autocast_region() -> None:
+    extractor = ASTFeatureExtractor(num_mel_bins=64, max_length=300)
+    ours = FeatureExtractor(FeatureParams.from_extractor(extractor))
+    windows, _ = real_windows(2, 3 * 48000)
+    batch = torch.from_numpy(np.stack(windows))
+    plain = ours(batch, sample_rate=48000)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = ours(batch, sample_rate=48000)
+    assert inside.dtype == torch.float32
+    torch.testing.assert_close(inside, plain, rtol=0, atol=0)

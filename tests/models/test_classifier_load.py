@@ -186,7 +186,7 @@ def test_weights_for_another_shape(tmp_path: Path) -> None:
     small = save_tiny_ast(tmp_path / "small")
     big = save_tiny_ast(tmp_path / "big", intermediate_size=64)
     (big / "model.safetensors").write_bytes((small / "model.safetensors").read_bytes())
-    with pytest.raises(ClassifierLoadError, match=r"cannot load weights|do not match"):
+    with pytest.raises(ClassifierLoadError, match=r"other shapes than config\.json describes"):
         load_classifier(big, "cpu")
 
 
@@ -204,3 +204,16 @@ def test_headless_weights_are_refused_not_randomly_completed(tmp_path: Path) -> 
 def test_hub_id_offline_is_a_clear_error() -> None:
     with pytest.raises(ClassifierLoadError, match=r"could not be fetched.*offline mode is on"):
         load_classifier("MIT/ast-finetuned-audioset-10-10-0.4593-not-cached", "cpu")
+
+
+def test_max_length_edited_without_resizing_position_embeddings(tiny_dir: Path) -> None:
+    config = json.loads((tiny_dir / "config.json").read_text())
+    config["max_length"] = 48
+    (tiny_dir / "config.json").write_text(json.dumps(config))
+    ASTFeatureExtractor(num_mel_bins=16, max_length=48).save_pretrained(tiny_dir)
+    with pytest.raises(ClassifierLoadError) as err:
+        load_classifier(tiny_dir, "cpu")
+    message = str(err.value)
+    assert "position_embeddings is (1, 98, 32) in the weights, (1, 194, 32)" in message
+    assert "8×12 patch grid (max_length 24–25 frames)" in message
+    assert "max_length 48 needs 8×24" in message

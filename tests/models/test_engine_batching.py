@@ -142,6 +142,30 @@ async def test_callers_waiting_for_space_at_stop_get_a_clear_error(
     assert engine.stats().requests == len(served)
 
 
+async def test_a_caller_cancelled_while_waiting_for_space_leaves_no_trace(
+    classifier: Classifier, windows: list[np.ndarray]
+) -> None:
+    # The worker holds the one queued request for up to 1 s hoping for a second: the queue
+    # (size 1) stays full meanwhile, so the next caller must wait for space.
+    engine = InferenceEngine(
+        classifier, None, settings(queue_size=1, max_batch=2, max_wait_ms=1000)
+    )
+    engine.start()
+    await engine.wait_ready()
+    first = asyncio.create_task(engine.score(windows[0], RATE))
+    await asyncio.sleep(0.05)
+    waiting = asyncio.create_task(engine.score(windows[1], RATE))
+    await asyncio.sleep(0.05)
+    assert engine.stats().waiting_for_space == 1
+    waiting.cancel()
+    await asyncio.gather(waiting, return_exceptions=True)
+    assert engine.stats().waiting_for_space == 0
+    assert not first.done()  # still inside the worker's wait: the check above was meaningful
+    assert_scores_close(await first, unbatched(classifier, windows[0], RATE))
+    await engine.stop()
+    assert engine.stats().requests == 1
+
+
 async def test_score_before_start_is_refused(classifier: Classifier) -> None:
     engine = InferenceEngine(classifier, None, settings())
     with pytest.raises(EngineStoppedError, match="new"):

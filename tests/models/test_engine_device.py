@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from models.device import (
     configure_threads,
     select_device,
 )
-from models.engine import EngineSettings, InferenceEngine
+from models.engine import EngineSettings, EngineStoppedError, InferenceEngine
 from tests.models.classifier_support import real_windows, save_tiny_ast
 
 
@@ -63,6 +64,35 @@ def test_bf16_refused_when_it_disagrees_with_fp32() -> None:
         assert "not native" in choice.reason
 
 
+def slow_probe(slow: str, outputs: dict[str, torch.Tensor]):
+    """A probe whose `slow` precision takes visibly longer (as a slower kernel would)."""
+
+    def probe(precision: str) -> torch.Tensor:
+        if precision == slow:
+            time.sleep(0.05)
+        return outputs[precision]
+
+    return probe
+
+
+def test_bf16_refused_when_it_is_not_faster() -> None:
+    outputs = {"fp32": torch.tensor([0.2, 0.9]), "bf16": torch.tensor([0.2, 0.901])}
+    choice = choose_precision("auto", torch.device("cpu"), slow_probe("bf16", outputs), 0.05)
+    assert choice.precision == "fp32"
+    if bf16_native(torch.device("cpu")):
+        assert "not faster" in choice.reason
+        assert choice.bf16_seconds is not None and choice.fp32_seconds is not None
+        assert choice.bf16_seconds > choice.fp32_seconds
+        assert choice.max_abs_diff == pytest.approx(0.001, abs=1e-6)
+        # Asked for explicitly, bf16 is used when it agrees, faster or not.
+        forced = choose_precision("bf16", torch.device("cpu"), slow_probe("bf16", outputs), 0.05)
+        assert forced.precision == "bf16"
+        # Agreeing and faster: chosen, with both timings recorded.
+        fast = choose_precision("auto", torch.device("cpu"), slow_probe("fp32", outputs), 0.05)
+        assert fast.precision == "bf16"
+        assert fast.bf16_seconds < fast.fp32_seconds  # type: ignore[operator]
+
+
 def test_bad_precision_request() -> None:
     with pytest.raises(ValueError, match="bad precision"):
         choose_precision("fp16", torch.device("cpu"), lambda _: torch.zeros(1), 0.1)  # type: ignore[arg-type]
@@ -77,7 +107,9 @@ async def test_engine_probe_with_a_real_model(tmp_path) -> None:
     choice = await engine.wait_ready()
     if bf16_native(torch.device("cpu")):
         assert choice.max_abs_diff is not None
-        assert choice.precision == ("bf16" if choice.max_abs_diff <= 0.05 else "fp32")
+        assert choice.fp32_seconds is not None and choice.bf16_seconds is not None
+        usable = choice.max_abs_diff <= 0.05 and choice.bf16_seconds < choice.fp32_seconds
+        assert choice.precision == ("bf16" if usable else "fp32")
     else:
         assert choice.precision == "fp32"
     assert clf.precision == choice.precision
@@ -88,3 +120,10 @@ async def test_engine_probe_with_a_real_model(tmp_path) -> None:
     got = np.array([[s[label] for label in clf.target_labels] for s in scores])
     tolerance = 0.05 if choice.precision == "bf16" else 1e-5
     np.testing.assert_allclose(got, reference, atol=tolerance)
+
+
+async def test_wait_ready_before_start_is_an_error(tmp_path) -> None:
+    clf = load_classifier(save_tiny_ast(tmp_path / "tiny"), "cpu")
+    engine = InferenceEngine(clf, None, EngineSettings(device="cpu", precision="fp32"))
+    with pytest.raises(EngineStoppedError, match="never started"):
+        await asyncio.wait_for(engine.wait_ready(), 5)
