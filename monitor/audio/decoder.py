@@ -4,19 +4,26 @@ A *run* is a sequence of segments of one folder with consecutive numbers whose M
 timestamps follow on. All packets of a run go through the SAME decoder context, so the output
 equals a continuous decode (a fresh decoder per segment glitches at every segment start).
 
-Timing: a run is anchored once, at its first segment's ``start_utc``, and then advances by the
-count of decoded samples; segments after the first are never re-anchored. The nominal start of a
-segment (``folder_epoch + 2 s + 10 s × N``) and the first frame the segmenter put into it differ
-by less than one AAC frame (1024 samples, 21.3 ms at 48 kHz), so every sample of a run is within
-one frame of nominal time plus the anchor's own error, and the error does not grow along a run
-(the streams have no drift). Re-anchoring every segment would instead make the timeline jump back
-and forth by up to a frame at each boundary.
+Timing: a run is anchored once, at its first segment (see below), and then advances by the
+count of decoded samples; segments after the first are never re-anchored. The streams have no
+drift, so the error does not grow along a run; re-anchoring every segment would instead make the
+timeline jump back and forth by up to a frame at each boundary.
 
 Priming: a fresh decoder's first output frame is never real audio. At a stream start (segment
 number 0) it is the encoder's 1024 priming samples, which precede the stream's time zero; mid
 stream it is an overlap-add with nothing before it. Either way it is dropped. For segment 0 the
 next sample is time zero, so the run starts at ``start_utc``; for any other segment the dropped
-frame was the segment's own first frame, so the run starts one frame after ``start_utc``.
+frame was the segment's own first frame, so the run starts one frame after that frame's start.
+
+Where a mid-folder segment's first frame starts: the segmenter cuts at the first frame at or
+after the 10 s boundary, so it starts 0..1 frame after the nominal start. The nodes' MPEG-TS
+timestamps say exactly where: time zero of a folder is PTS ``ts_origin_s`` (1.4 s, ffmpeg's
+muxer), so the frame starts ``first_pts - (ts_origin_s + 10 N)`` after the slot (PTS taken
+modulo its 2^33-tick wrap). A run that starts mid-folder is anchored there, to the sample, so a
+live run started at segment N has the same timeline as a replay from segment 0. This is used
+only for number-rule timing (a PROGRAM-DATE-TIME is the muxer's own stamp for the segment and
+is used as given) and only when the result lies within a frame (± ``max_timestamp_jump_s``);
+otherwise the frame is taken to start at the slot start, which is right to within one frame.
 
 A new run starts after a ``SegmentGap``, after an undecodable segment, on a change of folder,
 number, sample rate or channel count, and when the first timestamp of a segment does not follow
@@ -39,13 +46,14 @@ import av
 import numpy as np
 
 from monitor.audio.chunk import AudioChunk
-from monitor.hls.segment import Segment, SegmentGap
+from monitor.hls.segment import NOMINAL_SEGMENT_SECONDS, Segment, SegmentGap
 from monitor.logs import get_logger
 from monitor.timebase import after_samples
 
 log = get_logger(__name__)
 
 AAC_FRAME = 1024  # samples per AAC-LC frame (the nodes stream AAC-LC)
+PTS_WRAP_S = 2**33 / 90_000  # MPEG-TS timestamps are 33 bits at 90 kHz: they wrap every ~26.5 h
 ChannelPolicy = Literal["auto", "mix"] | int
 Decoded = AudioChunk | SegmentGap
 
@@ -60,6 +68,8 @@ class DecoderSettings:
     # A segment whose first timestamp is further than this from where the previous one ended
     # starts a new run (the nodes' timestamps jitter by a few 1/90 kHz ticks).
     max_timestamp_jump_s: float = 0.01
+    # PTS (s) of a folder's time zero in the nodes' MPEG-TS; None: don't use the PTS for timing
+    ts_origin_s: float | None = 1.4
 
     def __post_init__(self) -> None:
         policy = self.channel_policy
@@ -73,6 +83,15 @@ class DecoderSettings:
             raise ValueError(f"dead_channel_db must be > 0 dB, got {self.dead_channel_db}")
         if self.max_timestamp_jump_s <= 0:
             raise ValueError(f"max_timestamp_jump_s must be > 0, got {self.max_timestamp_jump_s}")
+        if self.ts_origin_s is not None and not 0 <= self.ts_origin_s < PTS_WRAP_S:
+            raise ValueError(
+                f"ts_origin_s must be None or in [0, 2^33/90000), got {self.ts_origin_s}"
+            )
+
+
+def pts_difference(later_s: float, earlier_s: float) -> float:
+    """``later - earlier`` in seconds, across the 33-bit PTS wrap (the nearest value)."""
+    return (later_s - earlier_s + PTS_WRAP_S / 2) % PTS_WRAP_S - PTS_WRAP_S / 2
 
 
 class UndecodableSegment(Exception):
@@ -97,6 +116,7 @@ class _Run:
     sample_rate: int = 0
     channels: int = 0
     first_chunk: bool = True
+    lead_s: float | None = None  # first frame's start after ``anchor_utc``, applied at decode
 
 
 class ContinuousDecoder:
@@ -146,14 +166,17 @@ class ContinuousDecoder:
         if run is not None and not self._continues(run, segment, demuxed):
             run = None
         if run is None:
-            run = self._start_run(segment)
+            run = self._start_run(segment, demuxed)
         planar, rate, complete = _decode_packets(run.codec, demuxed.packets)
         if run.sample_rate and (rate != run.sample_rate or planar.shape[0] != run.channels):
             # The stream changed format inside what looked like a run: start again here.
             log.info("stream format changed", feed=segment.feed, key=segment.ref.key)
-            run = self._start_run(segment)
+            run = self._start_run(segment, demuxed)
             planar, rate, complete = _decode_packets(run.codec, demuxed.packets)
         run.sample_rate, run.channels = rate, planar.shape[0]
+        if run.lead_s is not None:
+            run.emitted += self._lead_samples(run.lead_s, rate)
+            run.lead_s = None
         # After a packet that would not decode the decoder state is suspect: start afresh next.
         self._run = run if complete else None
         dropped = min(run.drop, planar.shape[1])
@@ -187,7 +210,7 @@ class ContinuousDecoder:
             or segment.ref.number != previous.ref.number + 1
         ):
             return False
-        jump = demuxed.first_pts_s - run.end_pts_s
+        jump = pts_difference(demuxed.first_pts_s, run.end_pts_s)
         if abs(jump) > self.settings.max_timestamp_jump_s:
             log.info(
                 "timestamps do not follow on: new decoder run",
@@ -198,17 +221,31 @@ class ContinuousDecoder:
             return False
         return True
 
-    def _start_run(self, segment: Segment) -> _Run:
+    def _start_run(self, segment: Segment, demuxed: _Demuxed) -> _Run:
         self.runs_started += 1
+        number, origin = segment.ref.number, self.settings.ts_origin_s
+        lead_s = None
+        if number > 0 and origin is not None and segment.timing_source == "number":
+            nominal = origin + NOMINAL_SEGMENT_SECONDS * number
+            lead_s = pts_difference(demuxed.first_pts_s, nominal)
         # The first decoded frame is dropped (see the module docstring).
         return _Run(
             codec=av.CodecContext.create("aac", "r"),
             anchor_utc=segment.start_utc,
-            emitted=-AAC_FRAME if segment.ref.number == 0 else 0,
+            emitted=-AAC_FRAME if number == 0 else 0,
             drop=AAC_FRAME,
             previous=segment,
             end_pts_s=0.0,
+            lead_s=lead_s,
         )
+
+    def _lead_samples(self, lead_s: float, rate: int) -> int:
+        """Samples from the slot start to the run's first frame (0 when the PTS disagrees)."""
+        frame_s, slack = AAC_FRAME / rate, self.settings.max_timestamp_jump_s
+        if not -slack <= lead_s <= frame_s + slack:
+            log.info("timestamps off the nodes' grid: frame taken at slot start", lead_s=lead_s)
+            return 0
+        return min(max(round(lead_s * rate), 0), AAC_FRAME)
 
 
 def apply_channel_policy(

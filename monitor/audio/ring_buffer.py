@@ -11,8 +11,10 @@ Writing (deterministic, first come first kept):
 - A chunk that starts earlier (a new run's anchor a little behind the previous run's end) has
   its overlapping head dropped: audio already in the buffer is never rewritten. The dropped
   samples are counted in ``overlap_samples``.
-- When the buffer is full the oldest samples are overwritten. Samples overwritten before the
-  consumer ``release``d them are counted in ``dropped_samples`` (an overrun metric, not an error).
+- When the buffer is full the oldest samples are overwritten. Audio samples overwritten before
+  the consumer ``release``d them are counted in ``dropped_samples`` (an overrun metric, not an
+  error). Zero-filled holes, and audio pushed out by the write that opens a hole, are not
+  counted: the consumer did not fall behind.
 """
 
 from __future__ import annotations
@@ -148,7 +150,7 @@ class RingBuffer:
         elif abs(begin - self._end) <= self.settings.snap_samples:
             begin = self._end
         elif begin > self._end:
-            self._fill_gap(begin)
+            self._fill_gap(begin, samples.shape[0])
         else:
             overlap = min(self._end - begin, samples.shape[0])
             self.overlap_samples += overlap
@@ -161,7 +163,7 @@ class RingBuffer:
             self._put(samples)
         self._prune()
 
-    def _fill_gap(self, begin: int) -> None:
+    def _fill_gap(self, begin: int, incoming: int) -> None:
         reason = "; ".join(self._pending_reasons) or "discontinuity"
         gap_start = self._end
         self.gaps.append(
@@ -169,7 +171,9 @@ class RingBuffer:
         )
         # Zero-fill only what can still be held; a hole longer than the buffer just moves on.
         zeros = min(begin - self._end, self._capacity)
-        self._overrun_to(begin)
+        # Audio pushed out by the hole and the chunk after it was not overrun by a slow consumer
+        # (only windows spanning the hole still wanted it): not counted.
+        self._released = max(self._released, min(gap_start, begin + incoming - self._capacity))
         self._end = begin - zeros
         self._store(np.zeros(zeros, dtype=np.float32))
 
@@ -190,7 +194,10 @@ class RingBuffer:
         oldest_after = max(self._first, new_end - self._capacity)
         lost_from = max(self._released, self.start)
         if oldest_after > lost_from:
-            self.dropped_samples += max(0, min(oldest_after, self._end) - lost_from)
+            lost_to = min(oldest_after, self._end)
+            # zero-filled holes are not audio: overwriting them loses nothing
+            silent = sum(max(0, min(g.end, lost_to) - max(g.start, lost_from)) for g in self.gaps)
+            self.dropped_samples += max(0, lost_to - lost_from - silent)
             self._released = max(self._released, oldest_after)
 
     def _store(self, samples: np.ndarray) -> None:

@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import json
 import os
+from collections.abc import Callable
 from contextlib import aclosing, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
@@ -87,6 +88,8 @@ class _Assembly:
     cursor: int = 0  # next output sample index (the ring buffer's clock)
     stop: int = 0
     reasons: list[str] = field(default_factory=list)  # gap reasons since the last audio
+    _last_gap_start: int = -1  # sample span of the last entry in provenance.gaps
+    _last_gap_end: int = -1
 
     def gap(self, item: SegmentGap) -> None:
         self.provenance.segment_gaps.append(
@@ -177,7 +180,19 @@ class _Assembly:
 
     def _note_gap(self, lo: int, hi: int, reason: str) -> None:
         assert self.ring is not None
-        self.provenance.gaps.append(
+        gaps = self.provenance.gaps
+        if gaps and self._last_gap_end == lo:
+            # One hole noted in two steps (e.g. longer than the ring buffer): one entry.
+            last = gaps[-1]
+            reasons = last["reason"].split("; ")
+            reasons += [r for r in reason.split("; ") if r and r not in reasons]
+            last["end_utc"] = _exact(self.ring.time_of(hi))
+            last["duration_s"] = (hi - self._last_gap_start) / self.ring.sample_rate
+            last["reason"] = "; ".join(reasons)
+            self._last_gap_end = hi
+            return
+        self._last_gap_start, self._last_gap_end = lo, hi
+        gaps.append(
             {
                 "start_utc": _exact(self.ring.time_of(lo)),
                 "end_utc": _exact(self.ring.time_of(hi)),
@@ -192,6 +207,18 @@ class _Assembly:
         self.cursor += samples.shape[0]
         self.provenance.samples += samples.shape[0]
         self.progress.update(samples.shape[0] / self.ring.sample_rate)
+
+
+async def _finish_in_thread(call: Callable[..., None], *args: object) -> None:
+    """Run ``call`` in a worker thread; if we are cancelled (Ctrl-C), let it finish first, so
+    the cleanup never closes the writer under a write still in progress."""
+    work = asyncio.ensure_future(asyncio.to_thread(call, *args))
+    try:
+        await asyncio.shield(work)
+    except asyncio.CancelledError:
+        with suppress(Exception):
+            await work
+        raise
 
 
 def _exact(moment: datetime) -> str:
@@ -253,7 +280,9 @@ async def fetch_range(
                         if isinstance(item, SegmentGap):
                             assembly.gap(item)
                         else:
-                            assembly.chunk(item, segments.pop(item.source.key, None))
+                            # FLAC encoding and file writes stay off the loop (S3 prefetch runs)
+                            segment = segments.pop(item.source.key, None)
+                            await _finish_in_thread(assembly.chunk, item, segment)
             assembly.finish()
         except BaseException:
             if assembly.writer is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import itertools
 import threading
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -16,7 +17,13 @@ import numpy as np
 import pytest
 
 from monitor.audio.chunk import AudioChunk
-from monitor.audio.decoder import ContinuousDecoder, DecoderSettings, decode_stream
+from monitor.audio.decoder import (
+    PTS_WRAP_S,
+    ContinuousDecoder,
+    DecoderSettings,
+    decode_stream,
+    pts_difference,
+)
 from monitor.hls.segment import Segment, SegmentGap
 from monitor.timebase import samples_between
 from tests.support.aac import (
@@ -43,6 +50,16 @@ def real_segment(path: Path, number: int | None = None) -> Segment:
 def aac_packets(data: bytes) -> int:
     with av.open(io.BytesIO(data)) as container:
         return sum(1 for p in container.demux(audio=0) if p.size)
+
+
+def first_pts_s(data: bytes) -> float:
+    with av.open(io.BytesIO(data)) as container:
+        first = next(p for p in container.demux(audio=0) if p.size)
+        return float(first.pts * first.time_base)
+
+
+def at_samples(count: int) -> timedelta:
+    return timedelta(microseconds=(count * 1_000_000 + RATE // 2) // RATE)
 
 
 def plain_decode(data: bytes) -> np.ndarray:
@@ -74,7 +91,12 @@ def test_real_segments_decode_mono_and_stereo(hls_samples: Path) -> None:
         assert chunk.samples.shape == (1, chunk.frames)
         assert chunk.samples.dtype == np.float32
         assert chunk.sample_rate == RATE
-        assert chunk.start_utc == segment.start_utc + timedelta(microseconds=21333)
+        # The segment's first frame starts 0..1 frame after its slot (the real nodes' PTS are
+        # 1.4 s + 10 N + that); the dropped frame puts the chunk one frame later.
+        lead = round((first_pts_s(segment.data) - 1.4 - 10 * segment.ref.number) * RATE)
+        assert 0 <= lead < FRAME
+        assert chunk.start_utc == segment.start_utc + at_samples(lead + FRAME)
+        assert chunk.source_offset_s == FRAME / RATE
         assert chunk.gap_before is True
         assert chunk.source == segment.ref
         channels_seen.add(len(chunk.channel_rms))
@@ -122,17 +144,63 @@ def test_fresh_decoder_per_segment_glitches_at_the_boundary(synthetic) -> None:
     assert later_error < 1e-5
 
 
-def test_chirp_timing_in_a_run_started_mid_stream_is_within_one_frame(synthetic) -> None:
+def test_chirp_timing_in_a_run_started_mid_stream_is_exact(synthetic) -> None:
     signal, datas = synthetic
     segments = as_segments(datas)
-    chunks = ContinuousDecoder().feed_all(segments[1:])
-    audio = np.concatenate([c.samples[0] for c in chunks])
-    found = chunks[0].start_utc + timedelta(seconds=locate(audio, chirp()) / RATE)
     truth = segments[0].start_utc + timedelta(seconds=SECOND_CHIRP / RATE)
     # Segment 1's first frame begins after its nominal start by less than one frame.
     offset = segment_first_samples(signal.shape[1])[1] - 480_000
-    assert 0 <= offset < FRAME
-    assert abs((found - truth).total_seconds() * RATE - (-offset)) <= 2
+    assert 0 < offset < FRAME
+
+    def error(settings: DecoderSettings) -> float:
+        chunks = ContinuousDecoder(settings).feed_all(segments[1:])
+        audio = np.concatenate([c.samples[0] for c in chunks])
+        found = chunks[0].start_utc + timedelta(seconds=locate(audio, chirp()) / RATE)
+        return (found - truth).total_seconds() * RATE
+
+    # From the MPEG-TS timestamps: to the sample.
+    assert abs(error(DecoderSettings())) <= 1
+    # A run started at segment 2 has the timeline of a run from segment 0 (live = replay).
+    late = ContinuousDecoder().feed_all(segments[2:])[0]
+    whole = ContinuousDecoder().feed_all(segments)[2]
+    assert late.start_utc == whole.start_utc + at_samples(FRAME)
+    # Without them, the frame is taken to start at the slot: early by less than one frame.
+    assert abs(error(DecoderSettings(ts_origin_s=None)) + offset) <= 1
+
+
+def test_a_run_goes_on_across_the_33_bit_timestamp_wrap() -> None:
+    # Segments 9536.. of a folder: 10 N + 1.4 s passes 2^33 / 90 kHz (~26.5 h) in segment 9544.
+    # FFmpeg reads segment 9539 on its own with negative timestamps, 9538 with positive ones.
+    signal = noise(40, level=0.05, seed=9)
+    datas = encode_segments(signal, first_number=9536)
+    segments = as_segments(datas, first_number=9536)
+    assert first_pts_s(datas[2]) > 95_000 and first_pts_s(datas[3]) < 0
+    decoder = ContinuousDecoder()
+    chunks = decoder.feed_all(segments[1:4])
+    assert decoder.runs_started == 1 and [c.gap_before for c in chunks] == [True, False, False]
+    for before, after in itertools.pairwise(chunks):
+        assert after.start_utc == before.start_utc + at_samples(before.frames)
+    # Runs are placed from the (wrapped) timestamps, to the sample, on either side.
+    starts = segment_first_samples(signal.shape[1])
+    lead = starts[1] - 480_000
+    assert chunks[0].start_utc == segments[1].start_utc + at_samples(lead + FRAME)
+    [late] = ContinuousDecoder().feed(segments[3])
+    lead = starts[3] - 3 * 480_000
+    assert 0 < lead < FRAME
+    assert late.start_utc == segments[3].start_utc + at_samples(lead + FRAME)
+    assert pts_difference(1.0, PTS_WRAP_S - 1.0) == pytest.approx(2.0)
+    assert pts_difference(PTS_WRAP_S - 1.0, 1.0) == pytest.approx(-2.0)
+
+
+def test_timestamps_off_the_grid_fall_back_to_the_slot_start(synthetic) -> None:
+    _, datas = synthetic
+    segments = as_segments(datas)
+    # Told the origin is 0.5 s off, the decoder does not trust the PTS for timing.
+    [chunk] = ContinuousDecoder(DecoderSettings(ts_origin_s=0.9)).feed(segments[1])
+    assert chunk.start_utc == segments[1].start_utc + at_samples(FRAME)
+    # PROGRAM-DATE-TIME timing is used as given.
+    pdt = replace(segments[1], timing_source="program-date-time")
+    assert ContinuousDecoder().feed(pdt)[0].start_utc == pdt.start_utc + at_samples(FRAME)
 
 
 def test_dead_channel_does_not_halve_the_level() -> None:
@@ -181,7 +249,7 @@ def test_out_of_range_channel_index_falls_back_to_auto(hls_samples: Path) -> Non
     ],
 )
 def test_corrupt_and_empty_segments_become_gaps_and_restart_the_run(synthetic, bad, expected):
-    _, datas = synthetic
+    signal, datas = synthetic
     segments = as_segments(datas)
     segments[2] = replace(segments[2], data=bad)
     decoder = ContinuousDecoder()
@@ -202,7 +270,9 @@ def test_corrupt_and_empty_segments_become_gaps_and_restart_the_run(synthetic, b
     )
     restarted = out[3]
     assert restarted.gap_before is True
-    assert restarted.start_utc == segments[3].start_utc + timedelta(microseconds=21333)
+    # Re-anchored at segment 3's first frame (from its PTS), less the dropped frame.
+    first = segment_first_samples(signal.shape[1])[3]
+    assert restarted.start_utc == segments[0].start_utc + at_samples(first + FRAME)
     assert decoder.runs_started == 2 and decoder.undecodable == 1
 
 
@@ -233,7 +303,12 @@ def test_gaps_and_folder_changes_reset_the_decoder(synthetic) -> None:
 
 
 def test_bad_settings_are_refused() -> None:
-    for bad in ({"channel_policy": "left"}, {"channel_policy": -1}, {"dead_channel_db": 0}):
+    for bad in (
+        {"channel_policy": "left"},
+        {"channel_policy": -1},
+        {"dead_channel_db": 0},
+        {"ts_origin_s": -1.0},
+    ):
         with pytest.raises(ValueError, match=r"must be|bad channel_policy"):
             DecoderSettings(**bad)
 

@@ -10,7 +10,11 @@ from pathlib import Path
 import pytest
 
 from monitor.audio.audiofile import read_audio
+from monitor.audio.decoder import DecoderSettings
 from monitor.commands import fetch as fetch_command
+from monitor.hls.archive import ArchiveSettings
+from monitor.hls.s3 import S3Settings
+from monitor.timebase import parse_utc
 from tests.support.aac import chirp, encode_segments, locate, noise, place
 from tests.support.synthetic_node import synthetic_node
 
@@ -96,16 +100,17 @@ def test_fetch_writes_the_range_with_gaps_and_provenance(
     assert broken["key"].endswith("live002.ts") and broken["reason"].startswith("undecodable")
     [silence] = side["gaps"]
     # From the end of segment 1's audio (469 frames after 12:00:12.005333) to the restart of
-    # the decoder one frame into segment 3 (12:00:32 + 1024 samples).
+    # the decoder one frame into segment 3, whose first frame starts at input sample
+    # 1407 × 1024 (12:00:32.016, from its PTS): 12:00:32.016 + 1024 samples.
     assert silence["start_utc"] == "2024-06-07T12:00:22.010667Z"
-    assert silence["end_utc"] == "2024-06-07T12:00:32.021333Z"
+    assert silence["end_utc"] == "2024-06-07T12:00:32.037333Z"
     assert silence["reason"].startswith("undecodable")
-    lo, hi = round(17.010667 * RATE), round(27.021333 * RATE)
+    lo, hi = round(17.010667 * RATE), round(27.037333 * RATE)
     assert not audio[0, lo + 1 : hi - 1].any()
     assert audio[0, : lo - 1].std() > 0.005 and audio[0, hi + 1 :].std() > 0.005
     assert side["audio_samples"] == 30 * RATE - (hi - lo)
-    # Segment 3 is a fresh decoder run: its timing holds to within one AAC frame.
-    assert abs(locate(audio[0, hi:], chirp()) + hi - 29 * RATE) <= 1024
+    # Segment 3 is a fresh decoder run, placed from its timestamps: still to the sample.
+    assert abs(locate(audio[0, hi:], chirp()) + hi - 29 * RATE) <= 2
     assert not list(tmp_path.glob("*.part"))
 
 
@@ -138,4 +143,73 @@ def test_fetch_refuses_bad_arguments(moto_server, bucket_name, tmp_path) -> None
         == 2
     )
     assert fetch(moto_server.endpoint_url, "no-such-bucket-here", tmp_path / "x.wav") == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_fetch_across_a_restart_keeps_both_folders_on_time(moto_server, bucket_name, tmp_path):
+    """Two folders 2 minutes apart (a node restart): each folder's audio lands at its own UTC
+    time to the sample, and the restart is one silence entry (longer than the ring buffer)."""
+    e2 = E1 + 120
+    first = noise(20, RATE, level=0.02, seed=3)
+    place(first, chirp(), 4 * RATE)  # 12:00:06
+    second = noise(20, RATE, level=0.02, seed=4)
+    place(second, chirp(), 13 * RATE)  # e2 + 2 + 13 = 12:02:15
+
+    async def put() -> None:
+        async with synthetic_node(moto_server.endpoint_url, bucket_name, node=NODE) as node:
+            for epoch, signal in ((E1, first), (e2, second)):
+                files = encode_segments(signal)
+                for number, data in enumerate(files):
+                    await node.put(node.key(epoch, f"live{number:03d}.ts"), data)
+                await node.put_legacy_playlist(epoch, range(len(files)))
+
+    asyncio.run(put())
+    output = tmp_path / "restart.flac"
+    argv = ["fetch", "--feed", NODE, "--start", "2024-06-07T12:00:05Z", "--end"]
+    argv += ["2024-06-07T12:02:20Z", "-o", str(output), "--bucket", bucket_name]
+    argv += ["--endpoint-url", moto_server.endpoint_url, "--no-progress"]
+    assert main(argv) == 0
+
+    audio, rate = read_audio(output)
+    assert rate == RATE and audio.shape == (1, 135 * RATE)
+    side = json.loads((tmp_path / "restart.flac.json").read_text())
+    assert side["folders"] == [E1, e2]
+    # Segment 0 of each folder starts a run at its nominal time: both chirps to the sample.
+    assert abs(locate(audio[0, : 10 * RATE], chirp()) - 1 * RATE) <= 1
+    tail = audio[0, 120 * RATE :]
+    assert abs(locate(tail, chirp()) + 120 * RATE - 130 * RATE) <= 1
+    [restart] = side["gaps"]
+    assert restart["reason"] == "restart"
+    assert restart["start_utc"].startswith("2024-06-07T12:00:22.")
+    assert restart["end_utc"] == "2024-06-07T12:02:02.000000Z"
+    assert side["audio_samples"] + round(restart["duration_s"] * RATE) == 135 * RATE
+
+
+def test_cancelled_fetch_leaves_nothing_behind(moto_server, bucket_name, segment_files, tmp_path):
+    """Ctrl-C mid-write: the worker thread's write finishes, the partial file is removed."""
+    upload(moto_server.endpoint_url, bucket_name, {n: segment_files[n % 3] for n in range(30)})
+    output = tmp_path / "cut.flac"
+
+    async def fetch_then_cancel() -> None:
+        task = asyncio.create_task(
+            fetch_command.fetch_range(
+                NODE,
+                parse_utc("2024-06-07T12:00:02Z"),
+                parse_utc("2024-06-07T12:05:02Z"),
+                output,
+                s3=S3Settings(bucket=bucket_name, endpoint_url=moto_server.endpoint_url),
+                archive=ArchiveSettings(),
+                decoder=DecoderSettings(),
+                progress=False,
+            )
+        )
+        partial = tmp_path / "cut.flac.part"
+        while not partial.exists():
+            assert not task.done(), "finished before it could be cancelled"
+            await asyncio.sleep(0.001)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(fetch_then_cancel())
     assert list(tmp_path.iterdir()) == []

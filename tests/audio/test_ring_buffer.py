@@ -82,6 +82,34 @@ def test_overwrite_counts_unreleased_samples_only() -> None:
     assert behind.dropped_samples == 400
 
 
+def test_holes_are_not_counted_as_overrun() -> None:
+    # A consumer that keeps up (released to the write head) loses nothing to a long hole, nor
+    # when the zero-filled hole is later pushed out by new audio.
+    ring = buffer(capacity_s=2.0)
+    ring.write(chunk(0, ramp(0, RATE)))
+    ring.release(ring.end - 300)  # the tail of a window still waiting for audio
+    ring.write(chunk(10, ramp(0, RATE), gap_before=True))  # 9 s hole, longer than the buffer
+    assert [(g.start_utc, g.end_utc) for g in ring.gaps] == [
+        (T0 + timedelta(seconds=1), T0 + timedelta(seconds=10))
+    ]
+    ring.write(chunk(11, ramp(0, RATE)))  # pushes the zero-filled part out
+    assert ring.dropped_samples == 0 and ring.gaps == []
+
+    # The same when the hole is shorter than the buffer but the chunk after it is not.
+    medium = buffer(capacity_s=2.0)
+    medium.write(chunk(0, ramp(0, RATE)))
+    medium.release(medium.end - 300)
+    medium.write(chunk(2.5, ramp(0, RATE), gap_before=True))  # pushes out [0, 1.5 s)
+    assert medium.dropped_samples == 0 and len(medium.gaps) == 1
+
+    short = buffer(capacity_s=2.0)
+    short.write(chunk(0, ramp(0, RATE)))
+    short.release(short.end)
+    short.write(chunk(1.5, ramp(0, RATE), gap_before=True))  # 0.5 s hole, never released
+    short.write(chunk(2.5, ramp(0, 1500)))  # pushes out the hole and 0.5 s of audio
+    assert short.dropped_samples == RATE // 2
+
+
 def test_a_chunk_longer_than_the_buffer_keeps_its_newest_samples() -> None:
     ring = buffer(capacity_s=1.0)
     ring.write(chunk(0, ramp(0, 2500)))

@@ -32,8 +32,12 @@ def encode_segments(
     sample_rate: int = 48000,
     segment_seconds: float = 10.0,
     bitrate: int = 72_000,
+    first_number: int = 0,
 ) -> list[bytes]:
-    """Encode ``signal`` (float32, (channels, n), channels 1 or 2) into MPEG-TS segment files."""
+    """Encode ``signal`` (float32, (channels, n), channels 1 or 2) into MPEG-TS segment files.
+
+    ``first_number``: the files are segments ``first_number, …`` of their folder (their
+    timestamps are those of a folder that began ``first_number`` segments earlier)."""
     packets, extradata, layout = _encode(signal, sample_rate, bitrate)
     per_segment = round(segment_seconds * sample_rate)
     groups: list[list[tuple[bytes, int, int]]] = []
@@ -42,7 +46,7 @@ def encode_segments(
         while len(groups) <= index:
             groups.append([])
         groups[index].append((data, pts, duration))
-    offset = round(TS_OFFSET_SECONDS * sample_rate)
+    offset = round((TS_OFFSET_SECONDS + first_number * segment_seconds) * sample_rate)
     return [_mux(group, extradata, layout, sample_rate, offset) for group in groups if group]
 
 
