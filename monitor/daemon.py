@@ -1,0 +1,401 @@
+"""The daemon: one engine, the outputs, the health server and one supervised pipeline per feed.
+
+``hydromon run`` and ``hydromon replay`` both build a ``Daemon``; they differ only in the segment
+source each feed's pipeline opens (``LiveSource``: follow the live stream from now, from a
+backfill time or from the saved resume point; ``ArchiveRange``: read a time range) and in which
+outputs and servers they start.
+
+Shutdown (``stop`` set, e.g. by SIGTERM): the feeds stop taking segments, finish the windows in
+flight, close open detections and save their resume points; then the outputs drain (the Redis
+spool is kept on disk for the next start) and the engine stops. If the feeds have not finished
+within ``shutdown_timeout_s`` they are cancelled and the exit code is 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import Counter
+
+from models.engine import InferenceEngine
+from monitor import wiring
+from monitor.events.messages import feed_status_message
+from monitor.health.board import HealthBoard
+from monitor.health.http import HealthServer, HttpSettings
+from monitor.health.state import HealthSettings
+from monitor.hls.archive import read_archive
+from monitor.hls.follower import FollowerSettings, SegmentCursor, follow_live
+from monitor.hls.s3 import S3Store, open_store
+from monitor.hls.segment import Segment, SegmentGap
+from monitor.logs import get_logger
+from monitor.metrics import Metrics
+from monitor.outputs.base import Output
+from monitor.outputs.fanout import Fanout, FanoutSettings
+from monitor.outputs.websocket import WebsocketOutput
+from monitor.pipeline import FeedPipeline, PipelineSettings, SegmentSource
+from monitor.state import FeedStateFile, ResumePoint, StateError, StateSettings, state_path
+from monitor.supervisor import SupervisorSettings, TaskHealth, supervise
+from monitor.timebase import format_utc, parse_utc, require_aware, utc_now
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonSettings:
+    shutdown_timeout_s: float = 20.0  # feeds must drain and close within this after stop
+    output_close_timeout_s: float = 10.0  # then each output gets this long to drain
+    health_tick_s: float = 5.0  # clock-driven feed states (Offline, Lagged)
+    pipeline: PipelineSettings = field(default_factory=PipelineSettings)
+
+    def __post_init__(self) -> None:
+        if self.shutdown_timeout_s <= 0 or self.output_close_timeout_s <= 0:
+            raise ValueError("shutdown and output close timeouts must be > 0 s")
+
+
+@dataclass(frozen=True, slots=True)
+class LiveSource:
+    """Follow the live streams: from the resume point, else ``backfill`` ago, else now."""
+
+    backfill: timedelta | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveRange:
+    start: datetime
+    end: datetime
+
+    def __post_init__(self) -> None:
+        if require_aware(self.end) <= require_aware(self.start):
+            raise ValueError(
+                f"empty range: {format_utc(self.start)} is not before {format_utc(self.end)}"
+            )
+
+    @property
+    def scope(self) -> str:
+        """The state-file scope of this replay (one resume point per feed and range)."""
+        return f"replay-{self.start:%Y%m%dT%H%M%S}Z-{self.end:%Y%m%dT%H%M%S}Z"
+
+
+Mode = LiveSource | ArchiveRange
+
+
+def live_source(
+    store: S3Store, node: str, settings: FollowerSettings, start_at: datetime | None
+) -> SegmentSource:
+    def open_segments(resume: ResumePoint | None) -> AsyncIterator[Segment | SegmentGap]:
+        if resume is not None:
+            cursor = SegmentCursor(resume.folder_epoch, resume.number)
+            return follow_live(store, node, settings, cursor=cursor)
+        return follow_live(store, node, settings, start_at=start_at)
+
+    return open_segments
+
+
+def archive_source(
+    store: S3Store, node: str, span: ArchiveRange, settings: FollowerSettings, margin_s: float
+) -> SegmentSource:
+    async def open_segments(resume: ResumePoint | None) -> AsyncIterator[Segment | SegmentGap]:
+        begin = span.start
+        if resume is not None:
+            begin = max(begin, resume.next_window_utc - timedelta(seconds=margin_s))
+        if begin >= span.end:
+            return
+        async for item in read_archive(store, node, begin, span.end, settings.archive):
+            yield item
+
+    return open_segments
+
+
+class Daemon:
+    """Build with the effective config and a mode; ``await run(stop)`` returns the exit code."""
+
+    def __init__(
+        self,
+        config: Any,
+        mode: Mode,
+        feeds: list[str],
+        *,
+        settings: DaemonSettings | None = None,
+        outputs: list[Output] | None = None,
+        serve_http: bool = True,
+        on_progress: Callable[[str, datetime], None] | None = None,
+    ) -> None:
+        if not feeds:
+            raise ValueError("no feeds to monitor: enable at least one in the config")
+        self.config = config
+        self.mode = mode
+        self.feeds = list(dict.fromkeys(feeds))
+        self.settings = settings or DaemonSettings()
+        self.serve_http = serve_http and getattr(config.http, "enabled", True)
+        self.on_progress = on_progress
+        self.metrics = Metrics()
+        self.restarts = Counter(
+            "hydromon_feed_restarts",
+            "Feed tasks restarted after a crash",
+            ["feed"],
+            registry=self.metrics.registry,
+        )
+        self.board = HealthBoard(
+            wiring.adapt(HealthSettings, getattr(config, "health", HealthSettings())),
+            self.metrics,
+        )
+        self.outputs = outputs if outputs is not None else wiring.make_outputs(config)
+        self.fanout = Fanout(
+            self.outputs, FanoutSettings(close_timeout_s=self.settings.output_close_timeout_s)
+        )
+        self.pipelines: dict[str, FeedPipeline] = {}
+        self.task_health: dict[str, TaskHealth] = {}
+        self.engine: InferenceEngine | None = None
+        self.health_server: HealthServer | None = None
+        self.started = asyncio.Event()  # set once every feed task runs
+        self.shutdown_s: float | None = None  # how long the stop took (feeds + outputs)
+
+    @property
+    def websocket_port(self) -> int | None:
+        for output in self.outputs:
+            if isinstance(output, WebsocketOutput):
+                return output.port
+        return None
+
+    @property
+    def http_port(self) -> int | None:
+        return None if self.health_server is None else self.health_server.port
+
+    async def run(self, stop: asyncio.Event) -> int:
+        config = self.config
+        try:
+            models = await wiring.load_models(config)
+        except (ValueError, OSError) as error:
+            log.error("cannot load the models", error=str(error))
+            return 2
+        try:
+            state_files = self._state_files()
+        except StateError as error:
+            log.error("cannot use the saved resume points", error=str(error))
+            return 2
+        follower = wiring.follower_settings(config)
+        window = wiring.window_settings(config, models.classifier.window_seconds)
+        pipeline_settings = PipelineSettings(
+            in_flight_windows=self.settings.pipeline.in_flight_windows,
+            ring_seconds=max(wiring.ring_seconds(config), window.length_s * 2 + 20.0),
+            resume_margin_s=self.settings.pipeline.resume_margin_s,
+            analyze_audio=self.settings.pipeline.analyze_audio,
+        )
+        supervisor = wiring.adapt(
+            SupervisorSettings, getattr(config, "supervisor", SupervisorSettings())
+        )
+        engine = self.engine = wiring.make_engine(config, models)
+        executor = ThreadPoolExecutor(wiring.decoder_workers(config), thread_name_prefix="decode")
+        code = 0
+        try:
+            engine.start()
+            await engine.wait_ready()
+            self.board.engine_loaded = True
+            await self.fanout.start()
+            if self.serve_http:
+                http = wiring.adapt(HttpSettings, config.http)
+                self.health_server = HealthServer(http, self.board, self.metrics)
+                await self.health_server.start()
+            async with open_store(wiring.s3_settings(config)) as store:
+                for node in self.feeds:
+                    self.pipelines[node] = self._pipeline(
+                        node, store, models, follower, window, pipeline_settings,
+                        state_files.get(node), executor, stop,
+                    )  # fmt: skip
+                code = await self._run_feeds(stop, supervisor)
+        except Exception as error:
+            log.error("daemon failed", error=f"{type(error).__name__}: {error}", exc_info=error)
+            code = 1
+        finally:
+            closing = asyncio.get_running_loop().time()
+            await self.fanout.close()
+            await engine.stop()
+            if self.health_server is not None:
+                await self.health_server.close()
+            executor.shutdown(wait=False, cancel_futures=True)
+            if stop.is_set() and self.shutdown_s is not None:
+                self.shutdown_s += asyncio.get_running_loop().time() - closing
+        log.info("daemon stopped", exit_code=code, shutdown_s=self.shutdown_s)
+        return code
+
+    def _pipeline(
+        self,
+        node: str,
+        store: S3Store,
+        models: wiring.Models,
+        follower: FollowerSettings,
+        window: Any,
+        settings: PipelineSettings,
+        state_file: FeedStateFile | None,
+        executor: ThreadPoolExecutor,
+        stop: asyncio.Event,
+    ) -> FeedPipeline:
+        mode = self.mode
+        window_from: datetime | None = None
+        window_until: datetime | None = None
+        if isinstance(mode, ArchiveRange):
+            source = archive_source(store, node, mode, follower, settings.resume_margin_s)
+            window_from, window_until = mode.start, mode.end
+        else:
+            start_at = utc_now() - mode.backfill if mode.backfill is not None else None
+            source = live_source(store, node, follower, start_at)
+        return FeedPipeline(
+            feed=node,
+            source=source,
+            scorer=self._engine(),
+            builder=wiring.make_builder(self.config, models, node),
+            publish=self.fanout.publish,
+            windows=window,
+            stop=stop,
+            settings=settings,
+            decoder=wiring.decoder_settings(self.config, node),
+            executor=executor,
+            state_file=state_file,
+            health=self.board.feed(node),
+            metrics=self.metrics,
+            analysis=self.board.settings.analysis,
+            on_progress=self.on_progress,
+            # Feed health is about the live streams: a replay is "behind" by design.
+            on_status=self._publish_status if isinstance(mode, LiveSource) else None,
+            window_from=window_from,
+            window_until=window_until,
+            forget_when_done=isinstance(mode, ArchiveRange),
+        )
+
+    def _state_files(self) -> dict[str, FeedStateFile]:
+        """One resume-point file per feed (none without a state directory); a damaged one is
+        an error here, before anything runs."""
+        state = wiring.adapt(StateSettings, getattr(self.config, "state", StateSettings()))
+        if state.dir is None:
+            return {}
+        scope = self.mode.scope if isinstance(self.mode, ArchiveRange) else "live"
+        files = {}
+        for node in self.feeds:
+            path = state_path(Path(state.dir), scope, node)
+            files[node] = FeedStateFile(path, node, state.min_write_interval_s)
+            files[node].load()
+        return files
+
+    def _engine(self) -> InferenceEngine:
+        assert self.engine is not None
+        return self.engine
+
+    async def _run_feeds(self, stop: asyncio.Event, supervisor: SupervisorSettings) -> int:
+        feeds = asyncio.create_task(self._supervise_all(stop, supervisor), name="feeds")
+        ticker = asyncio.create_task(self._tick(), name="health-tick")
+        stop_wait = asyncio.create_task(stop.wait(), name="stop-wait")
+        code = 0
+        try:
+            await asyncio.wait({feeds, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+            if not feeds.done():
+                log.info("stopping: draining the feeds", timeout_s=self.settings.shutdown_timeout_s)
+                began = asyncio.get_running_loop().time()
+                try:
+                    await asyncio.wait_for(asyncio.shield(feeds), self.settings.shutdown_timeout_s)
+                except TimeoutError:
+                    log.error(
+                        "feeds did not stop in time: cancelling",
+                        timeout_s=self.settings.shutdown_timeout_s,
+                    )
+                    feeds.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await feeds
+                    code = 1
+                self.shutdown_s = asyncio.get_running_loop().time() - began
+            else:
+                feeds.result()
+        finally:
+            for task in (ticker, stop_wait, feeds):
+                task.cancel()
+            await asyncio.gather(ticker, stop_wait, feeds, return_exceptions=True)
+        return code
+
+    async def _supervise_all(self, stop: asyncio.Event, supervisor: SupervisorSettings) -> None:
+        async with asyncio.TaskGroup() as group:
+            for node, pipeline in self.pipelines.items():
+                health = self.task_health[node] = TaskHealth(node)
+                group.create_task(
+                    supervise(
+                        f"feed:{node}",
+                        pipeline.run_once,
+                        supervisor,
+                        health,
+                        on_crash=self._crashed,
+                        stop=stop,
+                    ),
+                    name=f"feed-{node}",
+                )
+            self.board.ingest_started = True
+            self.started.set()
+
+    def _crashed(self, name: str, error: BaseException) -> None:
+        node = name.removeprefix("feed:")
+        self.restarts.labels(node).inc()
+        health = self.board.feed(node)
+        health.note_restart()
+        health.note_error(f"{type(error).__name__}: {error}", utc_now(), "the feed task restarts")
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.health_tick_s)
+            for message in self.board.tick(utc_now()):
+                await self._publish_status(message)
+            for output in self.outputs:
+                depth = getattr(output, "spool_depth", None)
+                if isinstance(depth, int):
+                    self.metrics.set_spool_depth(output.name, depth)
+                if isinstance(output, WebsocketOutput):
+                    self.metrics.set_websocket_clients(output.client_count)
+
+    async def _publish_status(self, change: dict[str, Any]) -> None:
+        """A health change (the board's own format) as a schema'd ``feed_status`` message."""
+        change = self.board.changed(change) or change
+        state = str(change.get("state", ""))
+        if state in ("", "unknown"):
+            return
+        node = str(change["feed"])
+        message = feed_status_message(
+            wiring.feed_info(self.config, node),
+            state.capitalize(),
+            parse_utc(str(change["since"])) if "since" in change else utc_now(),
+            emitted_utc=utc_now(),
+            details=dict(change.get("details") or {}),
+        )
+        log.info("feed state", feed=node, state=message["state"])
+        await self.fanout.publish(message)
+
+
+async def serve_until_signalled(daemon: Daemon) -> int:
+    """Run ``daemon`` until it ends or SIGTERM/SIGINT asks it to stop (graceful; a second
+    signal cancels at once)."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    main = asyncio.current_task()
+    signals = (signal.SIGTERM, signal.SIGINT)
+
+    def on_signal(signum: int) -> None:
+        if stop.is_set():
+            log.warning("second signal: stopping now", signal=signal.Signals(signum).name)
+            if main is not None:
+                main.cancel()
+            return
+        log.info("signal received: stopping", signal=signal.Signals(signum).name)
+        stop.set()
+
+    for signum in signals:
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        return await daemon.run(stop)
+    except asyncio.CancelledError:
+        return 130
+    finally:
+        for signum in signals:
+            loop.remove_signal_handler(signum)

@@ -1,0 +1,62 @@
+"""Replay progress: audio time done across feeds, speed × real time and ETA, on a tqdm bar."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+from tqdm import tqdm
+
+from monitor.timebase import require_aware
+
+
+class ReplayProgress:
+    """``update(feed, until)`` as each feed's audio is processed up to ``until``."""
+
+    def __init__(
+        self, feeds: list[str], start: datetime, end: datetime, *, enabled: bool | None = None
+    ) -> None:
+        self.start = require_aware(start)
+        self.end = require_aware(end)
+        self.span_s = (self.end - self.start).total_seconds()
+        self.done_s: dict[str, float] = dict.fromkeys(feeds, 0.0)
+        self._began = time.monotonic()
+        self._initial_s = 0.0  # audio done by an earlier, interrupted run
+        # enabled=None: tqdm shows the bar only on a terminal.
+        self.bar = tqdm(
+            total=round(self.span_s * len(feeds)),
+            unit="s",
+            unit_scale=False,
+            desc="replay (audio s)",
+            disable=False if enabled else None if enabled is None else True,
+            dynamic_ncols=True,
+            smoothing=0.1,
+        )
+
+    @property
+    def total_done_s(self) -> float:
+        return sum(self.done_s.values())
+
+    def update(self, feed: str, until: datetime) -> None:
+        done = min(self.span_s, max(0.0, (require_aware(until) - self.start).total_seconds()))
+        if done <= self.done_s.get(feed, 0.0):
+            return
+        self.done_s[feed] = done
+        self.bar.n = round(self.total_done_s)
+        self.bar.set_postfix_str(f"{self.speed():.1f}× real time", refresh=False)
+        self.bar.refresh()
+
+    def resumed(self, feed: str, until: datetime) -> None:
+        """``feed`` resumes at ``until``: that much was done before (not counted in speed)."""
+        before = self.total_done_s
+        self.update(feed, until)
+        self._initial_s += self.total_done_s - before
+
+    def speed(self) -> float:
+        """Audio seconds processed per wall-clock second (all feeds together), this run."""
+        elapsed = time.monotonic() - self._began
+        done = self.total_done_s - self._initial_s
+        return done / elapsed if elapsed > 0 else 0.0
+
+    def close(self) -> None:
+        self.bar.close()
