@@ -7,12 +7,8 @@ import asyncio
 import sys
 from pathlib import Path
 
-from monitor import wiring
 from monitor.config import ConfigError, add_config_arguments, config_from_args
-from monitor.daemon import ArchiveRange, Daemon, DaemonSettings, serve_until_signalled
 from monitor.logs import configure_logging
-from monitor.progress import ReplayProgress
-from monitor.state import StateError, load_resume_point, state_path
 from monitor.timebase import parse_utc
 
 
@@ -43,6 +39,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here so that `hydromon --help` and light commands do not load torch.
+    from monitor import wiring
+    from monitor.daemon import ArchiveRange, Daemon, DaemonSettings, serve_until_signalled
+    from monitor.progress import ReplayProgress
+    from monitor.state import StateError, load_resume_point, state_path
+
     try:
         config = config_from_args(args)
         span = ArchiveRange(args.start, args.end)

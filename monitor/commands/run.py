@@ -7,7 +7,6 @@ import asyncio
 import sys
 
 from monitor.config import ConfigError, add_config_arguments, config_from_args
-from monitor.daemon import Daemon, DaemonSettings, LiveSource, serve_until_signalled
 from monitor.logs import configure_logging
 from monitor.timebase import parse_duration
 
@@ -31,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--shutdown-timeout",
         type=parse_duration,
-        default=parse_duration(DaemonSettings().shutdown_timeout_s),
+        default=None,
         metavar="DURATION",
         help="how long SIGTERM may take to drain the feeds (default 20s)",
     )
@@ -39,6 +38,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here so that `hydromon --help` and light commands do not load torch.
+    from monitor.daemon import Daemon, DaemonSettings, LiveSource, serve_until_signalled
+
     try:
         config = config_from_args(args)
     except ConfigError as error:
@@ -50,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
     if not feeds:
         print("hydromon: no feeds enabled in the configuration", file=sys.stderr)
         return 2
-    settings = DaemonSettings(shutdown_timeout_s=args.shutdown_timeout.total_seconds())
+    settings = DaemonSettings()
+    if args.shutdown_timeout is not None:
+        settings = DaemonSettings(shutdown_timeout_s=args.shutdown_timeout.total_seconds())
     daemon = Daemon(config, LiveSource(args.backfill), feeds, settings=settings)
     return asyncio.run(serve_until_signalled(daemon))

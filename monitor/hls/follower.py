@@ -10,6 +10,10 @@ the slot stayed absent for ``missing_grace_s``. When ``latest.txt`` names a newe
 folder is finished from a LIST of its keys (its playlist may lag or never list its tail) once the
 grace time has passed, then the follower moves to the next folder, with a "restart" gap covering
 the time between the two.
+
+An optional ``FollowerObserver`` hears what the follower sees of the node itself: ``latest.txt``
+missing or present, and the S3 Last-Modified of the current folder's playlist (a 304 says
+"unchanged", so it reports nothing). The feed's health turns that into Absent and Offline.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import ParamSpec, TypeVar
+from typing import ParamSpec, Protocol, TypeVar
 
 from monitor.hls.archive import ArchiveSettings, folders_after, read_archive
 from monitor.hls.feeds import folder_prefix, latest_key, playlist_key
@@ -82,6 +86,18 @@ def cursor_after(item: Segment | SegmentGap) -> SegmentCursor | None:
     return SegmentCursor(item.ref.folder_epoch, item.ref.number + 1)
 
 
+class FollowerObserver(Protocol):
+    """What the follower reports about the node; awaited in the follower's loop: be quick."""
+
+    async def latest_missing(self) -> None: ...
+
+    async def latest_seen(self, epoch: int) -> None: ...
+
+    async def playlist_modified(self, folder_epoch: int, last_modified: datetime) -> None:
+        """The playlist of the node's current folder, as read; ``last_modified`` aware UTC."""
+        ...
+
+
 @dataclass(slots=True)
 class _Watch:
     """What the follower knows about a feed between polls."""
@@ -89,9 +105,14 @@ class _Watch:
     store: S3Store
     node: str
     settings: FollowerSettings
+    observer: FollowerObserver | None = None
     latest_epoch: int | None = None
     latest_etag: str | None = None
     warned: set[str] = field(default_factory=set)
+    # observer only: when the current folder's playlist was last asked for, and that folder
+    # while the follower is still in an older one
+    node_checked_at: float | None = None
+    current: _Folder | None = None
 
     def warn_once(self, event: str, **details: object) -> None:
         if event not in self.warned:
@@ -104,6 +125,9 @@ class _Watch:
             return self.latest_epoch
         if found is None:
             self.warn_once("latest_txt_missing", key=latest_key(self.node))
+            self.latest_etag = None  # the same text uploaded again must read as present
+            if self.observer is not None:
+                await self.observer.latest_missing()
             return self.latest_epoch
         text = found.text.strip()
         if not text.isdigit():
@@ -111,7 +135,13 @@ class _Watch:
             return self.latest_epoch
         self.latest_etag = found.etag
         self.latest_epoch = int(text)
+        if self.observer is not None:
+            await self.observer.latest_seen(self.latest_epoch)
         return self.latest_epoch
+
+    def node_check_due(self) -> bool:
+        checked = self.node_checked_at
+        return checked is None or time.monotonic() - checked >= self.settings.poll_interval_s
 
     async def wait_latest(self) -> int:
         """Poll until ``latest.txt`` names a folder (a node that never started has none)."""
@@ -153,6 +183,12 @@ class _Folder:
 async def _refresh_playlist(watch: _Watch, folder: _Folder) -> None:
     key = playlist_key(watch.node, folder.epoch)
     found = await watch.store.get(key, etag=folder.playlist_etag)
+    current = watch.latest_epoch is None or folder.epoch >= watch.latest_epoch
+    if watch.observer is not None and current:
+        watch.node_checked_at = time.monotonic()
+        if isinstance(found, S3Object) and found.last_modified is not None:
+            # even an unreadable playlist shows that the node is uploading
+            await watch.observer.playlist_modified(folder.epoch, found.last_modified)
     if not isinstance(found, S3Object):
         return  # unchanged, or no playlist yet (a fresh folder)
     try:
@@ -166,6 +202,21 @@ async def _refresh_playlist(watch: _Watch, folder: _Folder) -> None:
     for entry in playlist.entries:
         if entry.program_date_time is not None:
             folder.known_pdt[entry.number] = entry.program_date_time
+
+
+async def _observe_node(watch: _Watch, folder: _Folder, *, refresh_latest: bool) -> None:
+    """Observer only: keep its view of the node current while the follower is busy elsewhere
+    (catching up, or finishing a superseded folder), at most once per poll interval."""
+    if watch.observer is None or not watch.node_check_due():
+        return
+    watch.node_checked_at = time.monotonic()
+    latest = await watch.refresh_latest() if refresh_latest else watch.latest_epoch
+    if latest is None or latest <= folder.epoch:
+        await _refresh_playlist(watch, folder)
+        return
+    if watch.current is None or watch.current.epoch != latest:
+        watch.current = _Folder(latest)
+    await _refresh_playlist(watch, watch.current)
 
 
 async def _listed_numbers(store: S3Store, node: str, folder_epoch: int) -> list[int]:
@@ -239,6 +290,7 @@ async def _follow_folder(
             folder.missing_since.pop(number, None)
             number += 1
             waited = False
+            await guarded(watch, _observe_node, watch, folder, refresh_latest=True)
             continue
         if folder.final_last is not None:
             if number > folder.final_last:
@@ -257,6 +309,7 @@ async def _follow_folder(
         elif latest is not None and latest < folder.epoch:
             watch.warn_once("latest_txt_older_than_folder", latest=latest, folder=folder.epoch)
         await guarded(watch, _refresh_playlist, watch, folder)
+        await guarded(watch, _observe_node, watch, folder, refresh_latest=False)
         now = time.monotonic()
         if await guarded(watch, _later_exists, watch, folder, number):
             since = folder.missing_since.setdefault(number, now)
@@ -284,11 +337,13 @@ async def follow_live(
     *,
     cursor: SegmentCursor | None = None,
     start_at: datetime | None = None,
+    observer: FollowerObserver | None = None,
 ) -> AsyncIterator[Segment | SegmentGap]:
-    """Every slot of ``node`` from the cursor (or now, or ``start_at``) on, for ever."""
+    """Every slot of ``node`` from the cursor (or now, or ``start_at``) on, for ever; what it
+    sees of ``latest.txt`` and the current playlist goes to ``observer``, if given."""
     settings = settings or FollowerSettings()
     timing = settings.timing
-    watch = _Watch(store=store, node=node, settings=settings)
+    watch = _Watch(store=store, node=node, settings=settings, observer=observer)
     if cursor is not None and start_at is not None:
         raise ValueError("give follow_live a cursor or a start time, not both")
     folder: _Folder | None = None
