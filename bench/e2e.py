@@ -51,7 +51,6 @@ from monitor.hls.s3 import open_store  # noqa: E402
 from monitor.logs import configure_logging  # noqa: E402
 from monitor.outputs.files import FileOutput, FileSettings  # noqa: E402
 from monitor.timebase import parse_utc, utc_now  # noqa: E402
-from monitor.wiring import s3_settings  # noqa: E402
 from tests.daemon.e2e_support import (  # noqa: E402
     LABEL,
     Stream,
@@ -128,7 +127,7 @@ async def replay_speed(
 async def decode_only_speed(config, feed: str, span: ArchiveRange) -> float:
     began = time.perf_counter()
     audio = 0.0
-    async with open_store(s3_settings(config)) as store:
+    async with open_store(config.s3) as store:
         async for item in decode_stream(read_archive(store, feed, span.start, span.end)):
             audio += getattr(item, "duration", 0.0)
     return audio / (time.perf_counter() - began)
@@ -193,7 +192,7 @@ async def get_and_decode_s(config, feed: str, epoch: int, count: int) -> float:
     from monitor.hls.slots import make_segment, slot_ref
     from monitor.hls.timing import TimingSettings
 
-    async with open_store(s3_settings(config)) as store:
+    async with open_store(config.s3) as store:
         times = []
         for number in range(1, count):
             began = time.perf_counter()

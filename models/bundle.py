@@ -49,8 +49,8 @@ def config_values(bundle: Bundle) -> dict[str, Any]:
         "classifier.target_labels": list(bundle.target_labels),
         "classifier.thresholds": dict(bundle.thresholds),
         "denoiser.checkpoint": str(bundle.denoiser_path) if bundle.denoiser_path else None,
-        "window.length_s": bundle.window_s,
-        "window.hop_s": bundle.hop_s,
+        "windows.length_s": bundle.window_s,
+        "windows.hop_s": bundle.hop_s,
     }
 
 

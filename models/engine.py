@@ -28,12 +28,12 @@ from models.classifier.ast import Classifier
 from models.device import (
     Precision,
     PrecisionChoice,
-    PrecisionRequest,
     ThreadConfig,
     choose_precision,
     configure_threads,
     select_device,
 )
+from models.engine_settings import EngineSettings
 
 log = logging.getLogger(__name__)
 
@@ -55,31 +55,6 @@ class Denoiser(Protocol):
 
 class EngineStoppedError(RuntimeError):
     """The engine is stopping or stopped (or never started) and takes no new requests."""
-
-
-@dataclass(frozen=True)
-class EngineSettings:
-    max_batch: int = 8
-    max_wait_ms: float = 25.0
-    queue_size: int = 64
-    device: str = "auto"
-    precision: PrecisionRequest = "auto"
-    # Largest score difference bf16 may show against fp32 on the startup probe.
-    bf16_tolerance: float = 0.02
-    num_threads: int = 0  # 0 → the cores this process may use
-    interop_threads: int = 1
-
-    def __post_init__(self) -> None:
-        if self.max_batch < 1:
-            raise ValueError("max_batch must be >= 1")
-        if self.queue_size < 1:
-            raise ValueError("queue_size must be >= 1")
-        if not (self.max_wait_ms >= 0 and math.isfinite(self.max_wait_ms)):
-            raise ValueError("max_wait_ms must be a finite number >= 0")
-        if self.precision not in ("auto", "fp32", "bf16"):
-            raise ValueError(f"precision must be auto, fp32 or bf16, not {self.precision!r}")
-        if self.num_threads < 0 or self.interop_threads < 0:
-            raise ValueError("thread counts must be >= 0")
 
 
 @dataclass

@@ -1,20 +1,23 @@
-"""hydromon's configuration: a TOML file, then environment variables, then command-line flags.
+"""hydromon's configuration: a TOML file, then environment variables, then a model bundle, then
+command-line flags.
 
-Each component owns a frozen settings dataclass with defaults; ``Config`` is one section per
-component. The loader is generic: it walks the dataclass annotations, so every key and type is
-checked, unknown keys are refused, and an error names the setting and the problem, e.g.
+Each component owns a frozen settings dataclass with defaults; ``Config``'s sections are those
+classes themselves (nested ones are TOML sub-tables), plus ``monitor/config_only.py`` for what no
+component owns. The loader is generic: it walks the dataclass annotations, so every key and type
+is checked, unknown keys are refused, and an error names the setting and the problem, e.g.
 ``engine.max_batch: expected an integer ≥ 1, got "x" (from HYDROMON_ENGINE__MAX_BATCH)``.
 
-Overrides address a setting by its dotted path (``engine.max_batch``); a feed's settings by its
-node name (``feeds.rpi_bush_point.enabled``):
+Overrides address a setting by its dotted path (``follower.timing.precedence``); a feed's
+settings by its node name (``feeds.rpi_bush_point.enabled``):
 
-- environment: ``HYDROMON_ENGINE__MAX_BATCH=16`` (``__`` between levels, any case);
+- environment: ``HYDROMON_FOLLOWER__TIMING__PRECEDENCE=number`` (``__`` between levels, any case);
 - command line: ``--set engine.max_batch=16`` (repeatable) and a few named flags.
 
 Override values are text read as the setting's type: strings as they are, other types as TOML
 values (``16``, ``true``, ``["a", "b"]``, ``{ a = 0.5 }``); a list of strings may also be written
-``a,b``. For a setting that may be unset (``redis.url``), the empty string unsets it.
-Precedence: file < environment < command line (named flags, then ``--set`` in order).
+``a,b``. For a setting that may be unset (``websocket.token``), the empty string unsets it.
+Precedence: file < environment < model bundle (``classifier.bundle``, ``--model-bundle``: the
+settings ``models.bundle.config_values`` names) < command line (named flags, then ``--set``).
 """
 
 from __future__ import annotations
@@ -33,23 +36,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from monitor.config_sections import (
+from models.bundle import BundleError, config_values, load_bundle
+from models.engine_settings import EngineSettings
+from monitor.audio.decoder import ChannelPolicy, DecoderSettings
+from monitor.audio.windows import WindowSettings
+from monitor.config_only import (
     ClassifierSettings,
-    DecoderSettings,
     DenoiserSettings,
-    EngineSettings,
-    EventSettings,
     FeedSettings,
-    FilesSettings,
-    FollowerSettings,
     LoggingSettings,
-    RedisSettings,
-    S3Settings,
-    WebsocketSettings,
-    WindowSettings,
+    OutputSwitches,
 )
+from monitor.daemon_settings import DaemonSettings
+from monitor.events.builder import EventSettings
 from monitor.health.http import HttpSettings
 from monitor.health.state import HealthSettings
+from monitor.hls.follower import FollowerSettings
+from monitor.hls.s3 import S3Settings
+from monitor.outputs.fanout import FanoutSettings
+from monitor.outputs.files import FileSettings
+from monitor.outputs.redis import RedisSettings
+from monitor.outputs.websocket import WebsocketSettings
 from monitor.state import StateSettings
 from monitor.supervisor import SupervisorSettings
 
@@ -74,6 +81,16 @@ DEFAULT_FEEDS: tuple[FeedSettings, ...] = (
 )
 
 
+# Settings that follow another one: the loader refuses them, ``Config`` fills them in, and
+# ``config show`` prints them as comments. Path → where the value comes from.
+DERIVED: dict[str, str] = {
+    "events.thresholds": "classifier.target_labels, default_threshold and thresholds",
+    "events.feed_thresholds": "the thresholds of the [[feeds]]",
+    "follower.archive.timing": "follower.timing (one clock for live and archive)",
+    "fanout.close_timeout_s": "daemon.output_close_timeout_s",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     s3: S3Settings = field(default_factory=S3Settings)
@@ -84,13 +101,16 @@ class Config:
     denoiser: DenoiserSettings = field(default_factory=DenoiserSettings)
     engine: EngineSettings = field(default_factory=EngineSettings)
     events: EventSettings = field(default_factory=EventSettings)
+    outputs: OutputSwitches = field(default_factory=OutputSwitches)
     redis: RedisSettings = field(default_factory=RedisSettings)
     websocket: WebsocketSettings = field(default_factory=WebsocketSettings)
-    files: FilesSettings = field(default_factory=FilesSettings)
+    files: FileSettings = field(default_factory=FileSettings)
+    fanout: FanoutSettings = field(default_factory=FanoutSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
     state: StateSettings = field(default_factory=StateSettings)
     supervisor: SupervisorSettings = field(default_factory=SupervisorSettings)
     health: HealthSettings = field(default_factory=HealthSettings)
+    daemon: DaemonSettings = field(default_factory=DaemonSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     feeds: tuple[FeedSettings, ...] = DEFAULT_FEEDS
 
@@ -100,6 +120,25 @@ class Config:
             if feed.node in seen:
                 raise ValueError(f'feeds: node "{feed.node}" is listed twice')
             seen.add(feed.node)
+        # The DERIVED settings (frozen: set once, here).
+        classifier = self.classifier
+        thresholds = dict.fromkeys(classifier.target_labels, classifier.default_threshold)
+        thresholds.update(classifier.thresholds)
+        feed_thresholds = {f.node: dict(f.thresholds) for f in self.feeds if f.thresholds}
+        derived = {
+            "events": dataclasses.replace(
+                self.events, thresholds=thresholds, feed_thresholds=feed_thresholds
+            ),
+            "follower": dataclasses.replace(
+                self.follower,
+                archive=dataclasses.replace(self.follower.archive, timing=self.follower.timing),
+            ),
+            "fanout": dataclasses.replace(
+                self.fanout, close_timeout_s=self.daemon.output_close_timeout_s
+            ),
+        }
+        for name, value in derived.items():
+            object.__setattr__(self, name, value)
 
     @property
     def enabled_feeds(self) -> tuple[FeedSettings, ...]:
@@ -113,14 +152,29 @@ class Config:
 
     def thresholds_for(self, node: str) -> dict[str, float]:
         """Per-label thresholds for a feed: its own over the classifier's, over the default."""
-        classifier = self.classifier
-        merged = {label: classifier.default_threshold for label in classifier.target_labels}
-        merged.update(classifier.thresholds)
+        merged = dict(self.events.thresholds)
         merged.update(self.feed(node).thresholds)
         return merged
 
-    def channel_for(self, node: str) -> str:
-        return self.feed(node).channel or self.decoder.channel
+    def channel_for(self, node: str) -> ChannelPolicy:
+        channel = self.feed(node).channel
+        return self.decoder.channel_policy if channel is None else channel
+
+    def decoder_for(self, node: str) -> DecoderSettings:
+        """The decoder settings with the feed's own channel choice (a feed not listed here:
+        the decoder's)."""
+        try:
+            channel = self.channel_for(node)
+        except KeyError:
+            return self.decoder
+        return dataclasses.replace(self.decoder, channel_policy=channel)
+
+
+def config_toml(config: Config) -> str:
+    """``config`` as TOML that loads back to it (derived settings as comments)."""
+    from monitor.config_render import to_toml
+
+    return to_toml(config, derived=DERIVED)
 
 
 # ----------------------------------------------------------------------------- overrides
@@ -238,7 +292,7 @@ def _describe(kind: Any) -> str:
         return "one of " + ", ".join(_show(m.value) for m in kind)
     if origin in (tuple, list):
         return f"a list of {_describe(args[0]).removeprefix('a ').removeprefix('an ')}s"
-    if origin is dict:
+    if origin in (dict, Mapping):
         return "a table"
     if _is_union(kind):
         named = [_describe(a) for a in args if a is not type(None)]
@@ -347,7 +401,7 @@ def _convert(value: Any, kind: Any, path: str, sources: dict[str, str]) -> Any:
             _checked(v, item_kind, _item_path(path, v, i), sources) for i, v in enumerate(value)
         ]
         return tuple(items) if origin is tuple else items
-    if origin is dict:
+    if origin in (dict, Mapping):
         if not isinstance(value, dict):
             raise _Mismatch
         key_kind, item_kind = args
@@ -426,6 +480,13 @@ def build(
             f"{prefix}{key}: unknown setting{_source_note(prefix + key, sources, raw[key])}"
             f" (known here: {known})"
         )
+    for key in raw:
+        if prefix + key in DERIVED:
+            given = [src for where, src in sources.items() if where.startswith(prefix + key)]
+            note = f" (from {given[0]})" if given else ""
+            raise ConfigError(
+                f"{prefix}{key}: not set here, it follows {DERIVED[prefix + key]}{note}"
+            )
     kwargs = {}
     for name, f in fields.items():
         if name in raw:
@@ -437,7 +498,14 @@ def build(
     except (ValueError, TypeError) as exc:
         message = str(exc)
         first = re.split(r"[.:\[ ]", message, maxsplit=1)[0]
-        where = f"{prefix}{message}" if first in fields else f"{path or 'config'}: {message}"
+        # A message that names exactly one setting of this section is about that setting.
+        named = [n for n in fields if re.search(rf"(?<!\w){re.escape(n)}\b", message)]
+        if first in fields:
+            where = f"{prefix}{message}"
+        elif len(named) == 1:
+            where = f"{prefix}{named[0]}: {message}"
+        else:
+            where = f"{path or 'config'}: {message}"
         overridden = sorted({src for key, src in sources.items() if key.startswith(prefix)})
         note = f" (overrides here: {', '.join(overridden)})" if overridden else ""
         raise ConfigError(where + note) from None
@@ -473,19 +541,54 @@ def load_config(
     overrides: Sequence[Override] = (),
     feeds_only: Sequence[str] | None = None,
 ) -> Config:
-    """The effective configuration: ``path`` (or built-in defaults), then ``env``, then
-    ``overrides`` (command line), then ``feeds_only`` (enable just these nodes)."""
+    """The effective configuration: ``path`` (or built-in defaults), then ``env``, then the
+    model bundle named by ``classifier.bundle`` (if any), then ``overrides`` (command line),
+    then ``feeds_only`` (enable just these nodes)."""
+    env_list = env_overrides(os.environ if env is None else env)
+    config = _load(path, [*env_list, *overrides], feeds_only)
+    if config.classifier.bundle is None:
+        return config
+    return _load(
+        path, [*env_list, *bundle_overrides(config.classifier.bundle), *overrides], feeds_only
+    )
+
+
+def bundle_overrides(folder: Path) -> list[Override]:
+    """The settings a model bundle decides (``models.bundle.config_values``), as overrides."""
+    try:
+        bundle = load_bundle(folder)
+    except BundleError as error:
+        raise ConfigError(f"classifier.bundle: {error}") from None
+    source = f"model bundle {folder}"
+    return [
+        Override(tuple(key.split(".")), _as_text(value), source)
+        for key, value in config_values(bundle).items()
+    ]
+
+
+def _as_text(value: Any) -> str:
+    """A value as override text (TOML, or the empty string for "unset")."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    from monitor.config_render import toml_value
+
+    return toml_value(value)
+
+
+def _load(
+    path: Path | str | None, overrides: Sequence[Override], feeds_only: Sequence[str] | None
+) -> Config:
     raw: dict[str, Any] = read_toml(Path(path)) if path is not None else {}
     if not isinstance(raw.get("feeds", []), list):
         raise ConfigError("feeds: expected a list of [[feeds]] tables")
-    env_list = env_overrides(os.environ if env is None else env)
-    all_overrides = [*env_list, *overrides]
     if "feeds" not in raw and (
-        feeds_only is not None or any(o.path[0] == "feeds" for o in all_overrides)
+        feeds_only is not None or any(o.path[0] == "feeds" for o in overrides)
     ):
         raw["feeds"] = _default_feed_entries()
     sources: dict[str, str] = {}
-    for override in all_overrides:
+    for override in overrides:
         _apply(raw, override)
         sources[".".join(override.path)] = override.source
     if feeds_only is not None:
@@ -497,13 +600,23 @@ def load_config(
 
 # Named flags the daemon commands share: flag → setting path.
 NAMED_FLAGS: dict[str, tuple[str, str]] = {
-    "--redis-url": ("redis.url", "Redis URL for the detection stream (empty: off)"),
+    "--redis-url": (
+        "redis.url",
+        "Redis URL: turns the Redis output on (empty: off)",
+    ),
     "--http-port": ("http.port", "port of the health/metrics server (0: any free port)"),
     "--ws-port": ("websocket.port", "port of the websocket server"),
-    "--device": ("engine.device", "inference device: auto, cpu or cuda"),
+    "--device": ("engine.device", "inference device: auto, cpu, cuda or cuda:N"),
     "--state-dir": ("state.dir", "directory for resume points (empty: none)"),
-    "--classifier": ("classifier.source", "classifier: hub id or local bundle directory"),
+    "--classifier": ("classifier.source", "classifier: hub id or local model directory"),
+    "--model-bundle": (
+        "classifier.bundle",
+        "an exported model bundle: its classifier, labels, thresholds, denoiser and window "
+        "override the file and environment (--set still wins)",
+    ),
 }
+# Settings a named flag also sets: flag → (path, value).
+IMPLIED_BY_FLAG: dict[str, tuple[str, str]] = {"--redis-url": ("outputs.redis", "true")}
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, *, named: bool = False) -> None:
@@ -542,8 +655,15 @@ def config_from_args(args: argparse.Namespace, env: Mapping[str, str] | None = N
     overrides = []
     for flag, (setting, _text) in NAMED_FLAGS.items():
         value = getattr(args, _dest(flag), None)
-        if value is not None:
-            overrides.append(Override(tuple(setting.split(".")), value, f"{flag} {value}"))
+        if value is None:
+            continue
+        if flag in IMPLIED_BY_FLAG:  # e.g. --redis-url URL: the output on; empty: off
+            implied, text = IMPLIED_BY_FLAG[flag]
+            text = text if value else "false"
+            overrides.append(Override(tuple(implied.split(".")), text, f"{flag} {value!r}"))
+            if not value:
+                continue
+        overrides.append(Override(tuple(setting.split(".")), value, f"{flag} {value}"))
     overrides.extend(parse_set(item) for item in getattr(args, "config_set", []))
     feeds = getattr(args, "feeds", None)
     feeds_only = feeds.split(",") if feeds is not None else None

@@ -7,6 +7,7 @@ import enum
 import json
 import math
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +33,12 @@ def to_json(config: Any) -> str:
     return json.dumps(to_plain(config), indent=2, ensure_ascii=False)
 
 
-def to_toml(config: Any) -> str:
+def to_toml(config: Any, derived: Mapping[str, str] | None = None) -> str:
     """TOML for a dataclass tree: sections as tables, tuples of dataclasses as arrays of tables,
-    dicts as inline tables. Unset (None) settings are written as comments."""
+    dicts as inline tables. Unset (None) settings are written as comments, and so are the
+    ``derived`` ones (dotted path → where the value comes from)."""
     lines: list[str] = []
-    _table(lines, [], config, array=False)
+    _table(lines, [], config, array=False, derived=derived or {})
     return "\n".join(lines).strip() + "\n"
 
 
@@ -44,7 +46,8 @@ def _key(name: str) -> str:
     return name if _BARE_KEY.match(name) else json.dumps(name, ensure_ascii=False)
 
 
-def _value(value: Any) -> str:
+def toml_value(value: Any) -> str:
+    """One value as TOML text."""
     value = to_plain(value)
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -59,11 +62,11 @@ def _value(value: Any) -> str:
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)
     if isinstance(value, list):
-        return "[" + ", ".join(_value(item) for item in value) + "]"
+        return "[" + ", ".join(toml_value(item) for item in value) + "]"
     if isinstance(value, dict):
         if not value:
             return "{}"
-        return "{ " + ", ".join(f"{_key(k)} = {_value(v)}" for k, v in value.items()) + " }"
+        return "{ " + ", ".join(f"{_key(k)} = {toml_value(v)}" for k, v in value.items()) + " }"
     raise TypeError(f"cannot write {value!r} as TOML")
 
 
@@ -75,21 +78,32 @@ def _is_section_list(value: Any) -> bool:
     return isinstance(value, tuple | list) and bool(value) and all(map(_is_section, value))
 
 
-def _table(lines: list[str], prefix: list[str], obj: Any, *, array: bool) -> None:
+def _table(
+    lines: list[str], prefix: list[str], obj: Any, *, array: bool, derived: Mapping[str, str]
+) -> None:
     fields = [(f.name, getattr(obj, f.name)) for f in dataclasses.fields(obj)]
     plain = [(k, v) for k, v in fields if not _is_section(v) and not _is_section_list(v)]
     if prefix:
         header = ".".join(_key(p) for p in prefix)
         lines.append("")
         lines.append(f"[[{header}]]" if array else f"[{header}]")
+    # Array items (feeds) are addressed by node, never derived.
+    where = "" if array else ".".join(prefix)
     for name, value in plain:
-        if value is None:
+        origin = derived.get(f"{where}.{name}" if where else name)
+        if origin is not None:
+            lines.append(f"# {_key(name)} = {toml_value(value)}  (follows {origin})")
+        elif value is None:
             lines.append(f"# {_key(name)} is not set")
         else:
-            lines.append(f"{_key(name)} = {_value(value)}")
+            lines.append(f"{_key(name)} = {toml_value(value)}")
     for name, value in fields:
         if _is_section(value):
-            _table(lines, [*prefix, name], value, array=False)
+            origin = derived.get(f"{where}.{name}" if where else name)
+            if origin is not None:
+                lines.append(f"# [{'.'.join([*prefix, name])}] follows {origin}")
+                continue
+            _table(lines, [*prefix, name], value, array=False, derived=derived)
         elif _is_section_list(value):
             for item in value:
-                _table(lines, [*prefix, name], item, array=True)
+                _table(lines, [*prefix, name], item, array=True, derived=derived)

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import signal
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,37 +28,26 @@ from prometheus_client import Counter
 
 from models.engine import InferenceEngine
 from monitor import wiring
+from monitor.daemon_settings import DaemonSettings
 from monitor.events.messages import feed_status_message
 from monitor.health.board import HealthBoard
-from monitor.health.http import HealthServer, HttpSettings
-from monitor.health.state import HealthSettings
+from monitor.health.follower_observer import FollowerHealthObserver
+from monitor.health.http import HealthServer
 from monitor.hls.archive import read_archive
-from monitor.hls.follower import FollowerSettings, SegmentCursor, follow_live
+from monitor.hls.follower import FollowerObserver, FollowerSettings, SegmentCursor, follow_live
 from monitor.hls.s3 import S3Store, open_store
 from monitor.hls.segment import Segment, SegmentGap
 from monitor.logs import get_logger
 from monitor.metrics import Metrics
 from monitor.outputs.base import Output
-from monitor.outputs.fanout import Fanout, FanoutSettings
+from monitor.outputs.fanout import Fanout
 from monitor.outputs.websocket import WebsocketOutput
 from monitor.pipeline import FeedPipeline, PipelineSettings, SegmentSource
-from monitor.state import FeedStateFile, ResumePoint, StateError, StateSettings, state_path
+from monitor.state import FeedStateFile, ResumePoint, StateError, state_path
 from monitor.supervisor import SupervisorSettings, TaskHealth, supervise
 from monitor.timebase import format_utc, parse_utc, require_aware, utc_now
 
 log = get_logger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class DaemonSettings:
-    shutdown_timeout_s: float = 20.0  # feeds must drain and close within this after stop
-    output_close_timeout_s: float = 10.0  # then each output gets this long to drain
-    health_tick_s: float = 5.0  # clock-driven feed states (Offline, Lagged)
-    pipeline: PipelineSettings = field(default_factory=PipelineSettings)
-
-    def __post_init__(self) -> None:
-        if self.shutdown_timeout_s <= 0 or self.output_close_timeout_s <= 0:
-            raise ValueError("shutdown and output close timeouts must be > 0 s")
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,13 +78,17 @@ Mode = LiveSource | ArchiveRange
 
 
 def live_source(
-    store: S3Store, node: str, settings: FollowerSettings, start_at: datetime | None
+    store: S3Store,
+    node: str,
+    settings: FollowerSettings,
+    start_at: datetime | None,
+    observer: FollowerObserver | None = None,
 ) -> SegmentSource:
     def open_segments(resume: ResumePoint | None) -> AsyncIterator[Segment | SegmentGap]:
         if resume is not None:
             cursor = SegmentCursor(resume.folder_epoch, resume.number)
-            return follow_live(store, node, settings, cursor=cursor)
-        return follow_live(store, node, settings, start_at=start_at)
+            return follow_live(store, node, settings, cursor=cursor, observer=observer)
+        return follow_live(store, node, settings, start_at=start_at, observer=observer)
 
     return open_segments
 
@@ -133,7 +127,7 @@ class Daemon:
         self.config = config
         self.mode = mode
         self.feeds = list(dict.fromkeys(feeds))
-        self.settings = settings or DaemonSettings()
+        self.settings = settings or config.daemon
         self.serve_http = serve_http and getattr(config.http, "enabled", True)
         self.on_progress = on_progress
         self.metrics = Metrics()
@@ -144,12 +138,15 @@ class Daemon:
             registry=self.metrics.registry,
         )
         self.board = HealthBoard(
-            wiring.adapt(HealthSettings, getattr(config, "health", HealthSettings())),
+            config.health,
             self.metrics,
         )
         self.outputs = outputs if outputs is not None else wiring.make_outputs(config)
         self.fanout = Fanout(
-            self.outputs, FanoutSettings(close_timeout_s=self.settings.output_close_timeout_s)
+            self.outputs,
+            dataclasses.replace(
+                config.fanout, close_timeout_s=self.settings.output_close_timeout_s
+            ),
         )
         self.pipelines: dict[str, FeedPipeline] = {}
         self.task_health: dict[str, TaskHealth] = {}
@@ -181,19 +178,16 @@ class Daemon:
         except StateError as error:
             log.error("cannot use the saved resume points", error=str(error))
             return 2
-        follower = wiring.follower_settings(config)
-        window = wiring.window_settings(config, models.classifier.window_seconds)
-        pipeline_settings = PipelineSettings(
-            in_flight_windows=self.settings.pipeline.in_flight_windows,
-            ring_seconds=max(wiring.ring_seconds(config), window.length_s * 2 + 20.0),
-            resume_margin_s=self.settings.pipeline.resume_margin_s,
-            analyze_audio=self.settings.pipeline.analyze_audio,
-        )
-        supervisor = wiring.adapt(
-            SupervisorSettings, getattr(config, "supervisor", SupervisorSettings())
-        )
+        follower = config.follower
+        window = config.windows.resolved(models.classifier.window_seconds)
+        assert window.length_s is not None
+        pipeline = self.settings.pipeline
+        # The ring must hold a window and a segment's worth of decoding ahead of it.
+        ring_seconds = max(pipeline.ring_seconds, window.length_s * 2 + 20.0)
+        pipeline_settings = dataclasses.replace(pipeline, ring_seconds=ring_seconds)
+        supervisor = config.supervisor
         engine = self.engine = wiring.make_engine(config, models)
-        executor = ThreadPoolExecutor(wiring.decoder_workers(config), thread_name_prefix="decode")
+        executor = ThreadPoolExecutor(self.settings.decoder_threads, thread_name_prefix="decode")
         code = 0
         try:
             engine.start()
@@ -201,10 +195,9 @@ class Daemon:
             self.board.engine_loaded = True
             await self.fanout.start()
             if self.serve_http:
-                http = wiring.adapt(HttpSettings, config.http)
-                self.health_server = HealthServer(http, self.board, self.metrics)
+                self.health_server = HealthServer(config.http, self.board, self.metrics)
                 await self.health_server.start()
-            async with open_store(wiring.s3_settings(config)) as store:
+            async with open_store(config.s3) as store:
                 for node in self.feeds:
                     self.pipelines[node] = self._pipeline(
                         node, store, models, follower, window, pipeline_settings,
@@ -246,7 +239,9 @@ class Daemon:
             window_from, window_until = mode.start, mode.end
         else:
             start_at = utc_now() - mode.backfill if mode.backfill is not None else None
-            source = live_source(store, node, follower, start_at)
+            # latest.txt and playlist ages → Absent / Offline, published like the other changes
+            observer = FollowerHealthObserver(self.board.feed(node), self._publish_status)
+            source = live_source(store, node, follower, start_at, observer)
         return FeedPipeline(
             feed=node,
             source=source,
@@ -256,7 +251,7 @@ class Daemon:
             windows=window,
             stop=stop,
             settings=settings,
-            decoder=wiring.decoder_settings(self.config, node),
+            decoder=self.config.decoder_for(node),
             executor=executor,
             state_file=state_file,
             health=self.board.feed(node),
@@ -273,7 +268,7 @@ class Daemon:
     def _state_files(self) -> dict[str, FeedStateFile]:
         """One resume-point file per feed (none without a state directory); a damaged one is
         an error here, before anything runs."""
-        state = wiring.adapt(StateSettings, getattr(self.config, "state", StateSettings()))
+        state = self.config.state
         if state.dir is None:
             return {}
         scope = self.mode.scope if isinstance(self.mode, ArchiveRange) else "live"

@@ -53,11 +53,12 @@ class Scorer(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class PipelineSettings:
-    in_flight_windows: int = 32  # windows submitted to the engine but not yet consumed, per feed
-    ring_seconds: float = 120.0
+    # windows submitted to the engine but not yet consumed, per feed
+    in_flight_windows: int = field(default=32, metadata={"min": 1})
+    ring_seconds: float = field(default=120.0, metadata={"gt": 0.0})  # audio kept per feed
     # Re-read from this far before the next window on resume: a fresh decoder drops the first
     # AAC frame (21 ms) of the segment it starts on.
-    resume_margin_s: float = 0.5
+    resume_margin_s: float = field(default=0.5, metadata={"min": 0.0})
     analyze_audio: bool = True  # per-segment Silent/Unintelligible check for the health board
 
     def __post_init__(self) -> None:

@@ -14,7 +14,7 @@ import os
 import re
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -31,7 +31,8 @@ class StateError(ValueError):
 @dataclass(frozen=True, slots=True)
 class StateSettings:
     dir: Path | None = None  # None: no persistence (start from "now" every time)
-    min_write_interval_s: float = 1.0  # at most one write per feed per interval (replay is fast)
+    # at most one write per feed per interval (replay is fast)
+    min_write_interval_s: float = field(default=1.0, metadata={"min": 0.0})
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,11 +23,12 @@ log = get_logger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class SupervisorSettings:
-    initial_backoff_s: float = 1.0
-    max_backoff_s: float = 120.0
-    factor: float = 2.0
-    jitter: float = 0.2  # ± fraction of the delay
-    reset_after_s: float = 300.0  # a run this long counts as healthy again
+    initial_backoff_s: float = field(default=1.0, metadata={"min": 0.0})
+    max_backoff_s: float = field(default=120.0, metadata={"min": 0.0})
+    factor: float = field(default=2.0, metadata={"min": 1.0})
+    jitter: float = field(default=0.2, metadata={"min": 0.0, "max": 1.0})  # ± delay fraction
+    # a run this long counts as healthy again
+    reset_after_s: float = field(default=300.0, metadata={"min": 0.0})
 
 
 @dataclass(slots=True)

@@ -37,7 +37,7 @@ import asyncio
 import io
 from collections.abc import AsyncIterator, Iterable
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from fractions import Fraction
 from typing import Literal
@@ -64,10 +64,10 @@ class DecoderSettings:
     # the loudest is dead and left out); "mix": average all; an int: that channel only (a stream
     # with fewer channels falls back to "auto", with a warning).
     channel_policy: ChannelPolicy = "auto"
-    dead_channel_db: float = 20.0
+    dead_channel_db: float = field(default=20.0, metadata={"gt": 0.0})
     # A segment whose first timestamp is further than this from where the previous one ended
     # starts a new run (the nodes' timestamps jitter by a few 1/90 kHz ticks).
-    max_timestamp_jump_s: float = 0.01
+    max_timestamp_jump_s: float = field(default=0.01, metadata={"gt": 0.0})
     # PTS (s) of a folder's time zero in the nodes' MPEG-TS; None: don't use the PTS for timing
     ts_origin_s: float | None = 1.4
 

@@ -21,14 +21,21 @@ from monitor.audio.window import Window
 
 @dataclass(frozen=True, slots=True)
 class WindowSettings:
-    length_s: float = 10.24
-    hop_s: float = 1.0
+    # None: the classifier's own window length (the daemon resolves it once the model is loaded)
+    length_s: float | None = field(default=None, metadata={"gt": 0.0})
+    hop_s: float = field(default=1.0, metadata={"gt": 0.0})
 
     def __post_init__(self) -> None:
-        if self.length_s <= 0 or self.hop_s <= 0:
+        if (self.length_s is not None and self.length_s <= 0) or self.hop_s <= 0:
             raise ValueError(
                 f"window length and hop must be > 0, got {self.length_s}, {self.hop_s}"
             )
+
+    def resolved(self, classifier_window_s: float) -> WindowSettings:
+        """These settings with an unset length taken from the classifier."""
+        if self.length_s is not None:
+            return self
+        return WindowSettings(classifier_window_s, self.hop_s)
 
 
 def whole_samples(seconds: float, sample_rate: int, what: str) -> int:
@@ -55,6 +62,8 @@ class WindowScheduler:
 
     @classmethod
     def from_settings(cls, settings: WindowSettings) -> WindowScheduler:
+        if settings.length_s is None:
+            raise ValueError("window length_s is unset: resolve it with the classifier's first")
         return cls(settings.length_s, settings.hop_s)
 
     def __post_init__(self) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from monitor.config import ConfigError, add_config_arguments, config_from_args
-from monitor.config_render import to_json, to_toml
+from monitor.config import ConfigError, add_config_arguments, config_from_args, config_toml
+from monitor.config_render import to_json
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -29,5 +29,5 @@ def show_config(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"hydromon: bad configuration: {exc}", file=sys.stderr)
         return 2
-    sys.stdout.write(to_json(config) + "\n" if args.format == "json" else to_toml(config))
+    sys.stdout.write(to_json(config) + "\n" if args.format == "json" else config_toml(config))
     return 0

@@ -41,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace) -> int:
     # Imported here so that `hydromon --help` and light commands do not load torch.
     from monitor import wiring
-    from monitor.daemon import ArchiveRange, Daemon, DaemonSettings, serve_until_signalled
+    from monitor.daemon import ArchiveRange, Daemon, serve_until_signalled
     from monitor.progress import ReplayProgress
     from monitor.state import StateError, load_resume_point, state_path
 
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     configure_logging(json_lines=args.log_json, level=level)
     feeds = list(dict.fromkeys(args.feed))
     progress = ReplayProgress(feeds, span.start, span.end, enabled=args.progress)
-    state_dir = getattr(config.state, "dir", None)
+    state_dir = config.state.dir
     try:
         for feed in feeds if state_dir is not None else ():
             point = load_resume_point(state_path(Path(state_dir), span.scope, feed), feed)
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         config,
         span,
         feeds,
-        settings=DaemonSettings(),
+        settings=config.daemon,
         outputs=outputs,
         serve_http=False,
         on_progress=progress.update,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import sys
 
 from monitor.config import ConfigError, add_config_arguments, config_from_args
@@ -32,14 +33,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=parse_duration,
         default=None,
         metavar="DURATION",
-        help="how long SIGTERM may take to drain the feeds (default 20s)",
+        help="how long SIGTERM may take to drain the feeds (default: daemon.shutdown_timeout_s)",
     )
     parser.set_defaults(func=run, json_logs_default=True)
 
 
 def run(args: argparse.Namespace) -> int:
     # Imported here so that `hydromon --help` and light commands do not load torch.
-    from monitor.daemon import Daemon, DaemonSettings, LiveSource, serve_until_signalled
+    from monitor.daemon import Daemon, LiveSource, serve_until_signalled
 
     try:
         config = config_from_args(args)
@@ -52,8 +53,9 @@ def run(args: argparse.Namespace) -> int:
     if not feeds:
         print("hydromon: no feeds enabled in the configuration", file=sys.stderr)
         return 2
-    settings = DaemonSettings()
+    settings = config.daemon
     if args.shutdown_timeout is not None:
-        settings = DaemonSettings(shutdown_timeout_s=args.shutdown_timeout.total_seconds())
+        seconds = args.shutdown_timeout.total_seconds()
+        settings = dataclasses.replace(settings, shutdown_timeout_s=seconds)
     daemon = Daemon(config, LiveSource(args.backfill), feeds, settings=settings)
     return asyncio.run(serve_until_signalled(daemon))

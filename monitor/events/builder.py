@@ -46,10 +46,11 @@ class EventSettings:
     thresholds: Mapping[str, float] = field(default_factory=lambda: {"humpback": 0.5})
     # feed node → label → threshold, overriding ``thresholds`` (e.g. a noisy node).
     feed_thresholds: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
-    quiet_s: float = 10.0
-    max_duration_s: float = 300.0
-    min_positive_s: float = 3.0
-    min_positive_windows: int | None = None  # a fixed count instead of min_positive_s
+    quiet_s: float = field(default=10.0, metadata={"gt": 0.0})
+    max_duration_s: float = field(default=300.0, metadata={"gt": 0.0})
+    min_positive_s: float = field(default=3.0, metadata={"min": 0.0})
+    # a fixed count instead of min_positive_s
+    min_positive_windows: int | None = field(default=None, metadata={"min": 1})
     species: Mapping[str, Species] = field(default_factory=lambda: dict(DEFAULT_SPECIES))
 
     def __post_init__(self) -> None:

@@ -88,6 +88,11 @@ class FeedHealth:
         self.latest_missing = True
         return self.evaluate(now)
 
+    def note_latest_present(self, now: datetime) -> dict[str, object] | None:
+        """``latest.txt`` exists (again)."""
+        self.latest_missing = False
+        return self.evaluate(now)
+
     def note_playlist(self, last_modified: datetime, now: datetime) -> dict[str, object] | None:
         """A playlist was read; ``last_modified`` is its S3 Last-Modified time."""
         self.latest_missing = False

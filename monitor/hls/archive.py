@@ -44,10 +44,10 @@ log = get_logger(__name__)
 @dataclass(frozen=True, slots=True)
 class ArchiveSettings:
     timing: TimingSettings = field(default_factory=TimingSettings)
-    prefetch: int = 4  # segment bodies in flight ahead of the consumer
+    prefetch: int = field(default=4, metadata={"min": 1})  # bodies in flight ahead of the consumer
     # Shortest epoch prefix listed when looking back for the folder that covers the start:
     # 4 digits = a 10^6 s (~11.6 day) block; each digit less is 10× more folders per LIST.
-    lookback_prefix_digits: int = 4
+    lookback_prefix_digits: int = field(default=4, metadata={"min": 0})
 
     def __post_init__(self) -> None:
         if self.prefetch < 1:

@@ -52,14 +52,15 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class FollowerSettings:
-    poll_interval_s: float = 2.0
+    poll_interval_s: float = field(default=2.0, metadata={"min": 0.0})
     # how long a slot may stay absent while later segments exist before it becomes a gap; also
     # how long after a restart the old folder may still receive its last upload
-    missing_grace_s: float = 60.0
+    missing_grace_s: float = field(default=60.0, metadata={"min": 0.0})
     # after a segment that arrived while we waited, the next cannot come for ~10 s: stay quiet
-    quiet_after_arrival_s: float = 6.0
-    probe_ahead: int = 2  # keys past the cursor fetched directly while waiting
-    outage_backoff_max_s: float = 60.0  # polling slows down to this while S3 keeps failing
+    quiet_after_arrival_s: float = field(default=6.0, metadata={"min": 0.0})
+    probe_ahead: int = field(default=2, metadata={"min": 0})  # keys fetched ahead while waiting
+    # polling slows down to this while S3 keeps failing
+    outage_backoff_max_s: float = field(default=60.0, metadata={"gt": 0.0})
     timing: TimingSettings = field(default_factory=TimingSettings)
     archive: ArchiveSettings = field(default_factory=ArchiveSettings)
 
@@ -183,7 +184,8 @@ class _Folder:
 async def _refresh_playlist(watch: _Watch, folder: _Folder) -> None:
     key = playlist_key(watch.node, folder.epoch)
     found = await watch.store.get(key, etag=folder.playlist_etag)
-    current = watch.latest_epoch is None or folder.epoch >= watch.latest_epoch
+    # only the folder latest.txt names tells whether the node uploads now
+    current = watch.latest_epoch is not None and folder.epoch >= watch.latest_epoch
     if watch.observer is not None and current:
         watch.node_checked_at = time.monotonic()
         if isinstance(found, S3Object) and found.last_modified is not None:
@@ -211,7 +213,9 @@ async def _observe_node(watch: _Watch, folder: _Folder, *, refresh_latest: bool)
         return
     watch.node_checked_at = time.monotonic()
     latest = await watch.refresh_latest() if refresh_latest else watch.latest_epoch
-    if latest is None or latest <= folder.epoch:
+    if latest is None:
+        return
+    if latest <= folder.epoch:
         await _refresh_playlist(watch, folder)
         return
     if watch.current is None or watch.current.epoch != latest:

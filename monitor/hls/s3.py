@@ -13,7 +13,7 @@ import functools
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -59,13 +59,13 @@ class S3Settings:
     region: str = "us-west-2"
     endpoint_url: str | None = None
     anonymous: bool = True  # the Orcasound bucket is public: unsigned requests
-    connect_timeout_s: float = 5.0
-    read_timeout_s: float = 20.0
-    max_attempts: int = 5  # attempts per call, the first one included
-    backoff_base_s: float = 0.25
-    backoff_max_s: float = 10.0
-    max_pool_connections: int = 32
-    list_page_size: int = 1000
+    connect_timeout_s: float = field(default=5.0, metadata={"gt": 0.0})
+    read_timeout_s: float = field(default=20.0, metadata={"gt": 0.0})
+    max_attempts: int = field(default=5, metadata={"min": 1})  # per call, the first included
+    backoff_base_s: float = field(default=0.25, metadata={"min": 0.0})
+    backoff_max_s: float = field(default=10.0, metadata={"min": 0.0})
+    max_pool_connections: int = field(default=32, metadata={"min": 1})
+    list_page_size: int = field(default=1000, metadata={"min": 1, "max": 1000})
 
     def __post_init__(self) -> None:
         if not self.bucket:

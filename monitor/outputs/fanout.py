@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from monitor.logs import get_logger
@@ -23,7 +23,7 @@ _STOP = object()
 
 @dataclass(frozen=True)
 class FanoutSettings:
-    queue_size: int = 1000
+    queue_size: int = field(default=1000, metadata={"min": 1})
     close_timeout_s: float = 10.0  # how long close() waits for queues to drain
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,15 +49,16 @@ return {1, entry}
 class RedisSettings:
     url: str = "redis://127.0.0.1:6379/0"
     stream_key: str = "hydromon:detections"
-    stream_maxlen: int = 100_000  # approximate (MAXLEN ~)
+    stream_maxlen: int = field(default=100_000, metadata={"min": 1})  # approximate (MAXLEN ~)
     channel: str = "hydromon:detections"
     status_hash: str = "hydromon:feed_status"  # field = feed node, value = latest message
     dedupe_prefix: str = "hydromon:seen:"
     dedupe_ttl_s: int = 7 * 86_400
-    timeout_s: float = 1.0  # per command; slower counts as down
-    retry_s: float = 1.0  # spool delivery retry interval while Redis is down
+    timeout_s: float = field(default=1.0, metadata={"gt": 0.0})  # per command; slower: down
+    # spool delivery retry interval while Redis is down
+    retry_s: float = field(default=1.0, metadata={"gt": 0.0})
     spool_path: Path = Path("var/spool/redis.sqlite3")
-    spool_max_messages: int = 100_000
+    spool_max_messages: int = field(default=100_000, metadata={"min": 1})
 
 
 class RedisUnavailable(Exception):

@@ -39,11 +39,11 @@ BAD_REQUEST = 1008
 @dataclass(frozen=True)
 class WebsocketSettings:
     host: str = "127.0.0.1"
-    port: int = 8765  # 0 = any free port (tests)
+    port: int = field(default=8765, metadata={"min": 0, "max": 65535})  # 0 = any free port
     token: str | None = None  # when set, clients need "Authorization: Bearer <token>"
-    client_queue: int = 256
-    history_size: int = 1000
-    resume_limit: int = 10_000  # most messages replayed for one "since"
+    client_queue: int = field(default=256, metadata={"min": 1})
+    history_size: int = field(default=1000, metadata={"min": 0})
+    resume_limit: int = field(default=10_000, metadata={"min": 0})  # most replayed per "since"
     heartbeat_s: float = 15.0
     ping_interval_s: float = 20.0
     ping_timeout_s: float = 20.0

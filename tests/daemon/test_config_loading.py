@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import tomllib
 from dataclasses import replace
 from pathlib import Path
@@ -13,11 +15,13 @@ from monitor.config import (
     Config,
     ConfigError,
     build,
+    config_toml,
     env_overrides,
     load_config,
     parse_set,
 )
-from monitor.config_render import to_json, to_toml
+from monitor.config_render import to_json
+from monitor.hls.timing import TimingSource
 from monitor.state import StateSettings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -48,9 +52,11 @@ def test_defaults_are_the_orcasound_setup() -> None:
     assert config.classifier.source == "MIT/ast-finetuned-audioset-10-10-0.4593"
     assert config.classifier.target_labels == ("Whale vocalization",)
     assert config.denoiser.checkpoint is None
-    assert config.redis.url is None
+    assert not config.outputs.redis
     assert config.websocket.host == "127.0.0.1" and config.http.host == "127.0.0.1"
-    assert config.files.enabled
+    assert config.outputs.files and config.outputs.websocket
+    assert config.decoder.channel_policy == "auto"  # a dead channel must not halve the signal
+    assert config.events.thresholds == {"Whale vocalization": 0.5}
 
 
 def test_default_toml_is_the_defaults_plus_a_state_dir() -> None:
@@ -62,7 +68,7 @@ def test_default_toml_is_the_defaults_plus_a_state_dir() -> None:
 
 def test_rendered_toml_and_json_load_back_to_the_same_config() -> None:
     config = load_config(DEFAULT_TOML, env={}, overrides=[parse_set("redis.url=redis://h:1/0")])
-    assert build(Config, tomllib.loads(to_toml(config))) == config
+    assert build(Config, tomllib.loads(config_toml(config))) == config
     assert '"url": "redis://h:1/0"' in to_json(config)
 
 
@@ -74,9 +80,21 @@ def test_rendered_toml_and_json_load_back_to_the_same_config() -> None:
         ('[engine]\nmax_batch = "x"\n', 'engine.max_batch: expected an integer ≥ 1, got "x"'),
         ("[engine]\nmax_batch = 0\n", "engine.max_batch: expected an integer ≥ 1, got 0"),
         ("[engine]\nmax_batch = 2.5\n", "engine.max_batch: expected an integer ≥ 1, got 2.5"),
-        ('[engine]\ndevice = "tpu"\n', 'engine.device: expected one of "auto", "cpu", "cuda"'),
+        ('[engine]\ndevice = "tpu"\n', "engine.device: expected auto, cpu, cuda or cuda:N"),
         ("[websocket]\nport = 70000\n", "websocket.port: expected an integer in 0..65535"),
-        ("[s3]\nunsigned = 1\n", "s3.unsigned: expected true or false, got 1"),
+        ("[s3]\nanonymous = 1\n", "s3.anonymous: expected true or false, got 1"),
+        ("[s3]\nmax_attempts = 0\n", "s3.max_attempts: expected an integer ≥ 1, got 0"),
+        ('[decoder]\nchannel_policy = "best"\n', "decoder.channel_policy: expected one of"),
+        ("[decoder]\nchannel_policy = -1\n", "decoder.channel_policy: "),
+        ("[follower.timing]\naudio_offset_s = 90\n", "follower.timing.audio_offset_s must be in"),
+        ('[follower.timing]\nprecedence = "pdt"\n', "follower.timing.precedence: expected one"),
+        ("[follower.archive]\nprefetch = 0\n", "follower.archive.prefetch: expected an"),
+        ("[follower.archive.timing]\n", "follower.archive.timing: not set here, it follows"),
+        ("[events]\nthresholds = {}\n", "events.thresholds: not set here, it follows"),
+        ("[events]\nquiet_s = 0\n", "events.quiet_s: expected a number > 0"),
+        ("[daemon]\nshutdown_timeout_s = 0\n", "daemon.shutdown_timeout_s: expected a number"),
+        ("[daemon.pipeline]\nin_flight_windows = 0\n", "daemon.pipeline.in_flight_windows"),
+        ("[fanout]\nclose_timeout_s = 1\n", "fanout.close_timeout_s: not set here"),
         ("[classifier]\ntarget_labels = []\n", "classifier.target_labels: expected at least"),
         ('[classifier]\ntarget_labels = "x"\n', "classifier.target_labels: expected a list of"),
         ("engine = 3\n", "engine: expected a table, got 3"),
@@ -114,12 +132,12 @@ def test_a_file_only_changes_what_it_names(tmp_path: Path) -> None:
 
 
 def test_precedence_file_then_env_then_cli(tmp_path: Path) -> None:
-    path = write(tmp_path, "[engine]\nmax_batch = 4\nmax_wait_ms = 10\ntorch_threads = 2\n")
+    path = write(tmp_path, "[engine]\nmax_batch = 4\nmax_wait_ms = 10\nnum_threads = 2\n")
     env = {"HYDROMON_ENGINE__MAX_BATCH": "16", "hydromon_engine__max_wait_ms": "20"}
     config = load_config(path, env=env, overrides=[parse_set("engine.max_batch=32")])
     assert config.engine.max_batch == 32  # CLI over env over file
     assert config.engine.max_wait_ms == 20.0  # env over file (any case)
-    assert config.engine.torch_threads == 2  # file over default
+    assert config.engine.num_threads == 2  # file over default
     later = [parse_set("engine.max_batch=32"), parse_set("engine.max_batch=64")]
     assert load_config(path, env=env, overrides=later).engine.max_batch == 64
 
@@ -143,7 +161,7 @@ def test_override_values_are_read_as_the_setting_type() -> None:
         env={"HYDROMON_REDIS__URL": "redis://127.0.0.1:6379/0"},
         overrides=[
             parse_set("websocket.token=1234"),  # a string stays a string
-            parse_set("s3.unsigned=false"),
+            parse_set("s3.anonymous=false"),
             parse_set("classifier.target_labels=Whale vocalization,Humpback"),
             parse_set('classifier.thresholds={ "Humpback" = 0.7 }'),
             parse_set("denoiser.checkpoint=models/x.pk"),
@@ -152,7 +170,7 @@ def test_override_values_are_read_as_the_setting_type() -> None:
     )
     assert config.redis.url == "redis://127.0.0.1:6379/0"
     assert config.websocket.token == "1234"
-    assert config.s3.unsigned is False
+    assert config.s3.anonymous is False
     assert config.classifier.target_labels == ("Whale vocalization", "Humpback")
     assert config.classifier.thresholds == {"Humpback": 0.7}
     assert config.denoiser.checkpoint == Path("models/x.pk")
@@ -160,9 +178,9 @@ def test_override_values_are_read_as_the_setting_type() -> None:
 
 
 def test_empty_text_unsets_an_optional_setting(tmp_path: Path) -> None:
-    path = write(tmp_path, '[redis]\nurl = "redis://h"\n')
-    assert load_config(path, env={}).redis.url == "redis://h"
-    assert load_config(path, env={"HYDROMON_REDIS__URL": ""}).redis.url is None
+    path = write(tmp_path, '[websocket]\ntoken = "t"\n')
+    assert load_config(path, env={}).websocket.token == "t"
+    assert load_config(path, env={"HYDROMON_WEBSOCKET__TOKEN": ""}).websocket.token is None
     with pytest.raises(ConfigError, match=r"engine\.max_batch: expected an integer"):
         load_config(env={}, overrides=[parse_set("engine.max_batch=")])
 
@@ -172,7 +190,7 @@ def test_per_feed_overrides(tmp_path: Path) -> None:
         tmp_path,
         '[classifier]\ntarget_labels = ["A", "B"]\ndefault_threshold = 0.5\n'
         "thresholds = { B = 0.6 }\n"
-        '[[feeds]]\nnode = "rpi_bush_point"\nthresholds = { A = 0.9 }\nchannel = "1"\n'
+        '[[feeds]]\nnode = "rpi_bush_point"\nthresholds = { A = 0.9 }\nchannel = 1\n'
         '[[feeds]]\nnode = "rpi_sunset_bay"\n',
     )
     config = load_config(
@@ -182,8 +200,16 @@ def test_per_feed_overrides(tmp_path: Path) -> None:
     )
     assert config.thresholds_for("rpi_bush_point") == {"A": 0.9, "B": 0.6}
     assert config.thresholds_for("rpi_sunset_bay") == {"A": 0.5, "B": 0.95}
-    assert config.channel_for("rpi_bush_point") == "1"
-    assert config.channel_for("rpi_sunset_bay") == "mix"
+    assert config.channel_for("rpi_bush_point") == 1
+    assert config.channel_for("rpi_sunset_bay") == "auto"
+    assert config.decoder_for("rpi_bush_point").channel_policy == 1
+    assert config.decoder_for("rpi_sunset_bay") == config.decoder
+    assert config.events.feed_thresholds == {
+        "rpi_bush_point": {"A": 0.9},
+        "rpi_sunset_bay": {"B": 0.95},
+    }
+    mixed = load_config(path, env={"HYDROMON_FEEDS__RPI_SUNSET_BAY__CHANNEL": "mix"})
+    assert mixed.decoder_for("rpi_sunset_bay").channel_policy == "mix"
     assert [feed.node for feed in config.enabled_feeds] == ["rpi_bush_point"]
 
 
@@ -207,3 +233,43 @@ def test_bad_assignments() -> None:
         ConfigError, match=r'engine.max_batch: expected an integer ≥ 1, got \{"x": "3"\}'
     ):
         load_config(env={}, overrides=[parse_set("engine.max_batch.x=3")])
+
+
+def test_nested_sections_from_file_env_and_flags(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "[follower]\nquiet_after_arrival_s = 0\n"
+        "[follower.timing]\naudio_offset_s = 1.5\n"
+        "[follower.archive]\nprefetch = 2\n"
+        "[daemon.pipeline]\nin_flight_windows = 8\n",
+    )
+    config = load_config(path, env={"HYDROMON_FOLLOWER__TIMING__PRECEDENCE": "number"})
+    follower = config.follower
+    assert follower.quiet_after_arrival_s == 0 and follower.archive.prefetch == 2
+    assert follower.timing.audio_offset_s == 1.5
+    assert follower.timing.precedence is TimingSource.NUMBER
+    assert follower.archive.timing == follower.timing  # one clock for live and replay
+    assert config.daemon.pipeline.in_flight_windows == 8
+    flags = [parse_set("follower.timing.precedence=program-date-time")]
+    later = load_config(
+        path, env={"HYDROMON_FOLLOWER__TIMING__PRECEDENCE": "number"}, overrides=flags
+    )
+    assert later.follower.archive.timing.precedence is TimingSource.PROGRAM_DATE_TIME
+    with pytest.raises(ConfigError, match=r"follower\.timing\.precedence: expected one of"):
+        load_config(env={"HYDROMON_FOLLOWER__TIMING__PRECEDENCE": "pdt"})
+
+
+def test_daemon_section_and_switches() -> None:
+    config = load_config(
+        env={"HYDROMON_DAEMON__SHUTDOWN_TIMEOUT_S": "5"},
+        overrides=[parse_set("outputs.files=false"), parse_set("daemon.output_close_timeout_s=3")],
+    )
+    assert config.daemon.shutdown_timeout_s == 5.0
+    assert config.fanout.close_timeout_s == 3.0  # follows the daemon's
+    assert not config.outputs.files
+
+
+def test_reading_a_config_does_not_load_the_models() -> None:
+    code = "import sys, monitor.config; print(sorted({'torch', 'transformers'} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

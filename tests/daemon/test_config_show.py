@@ -54,6 +54,7 @@ def test_show_applies_env_then_flags_and_prints_json() -> None:
     assert shown["engine"]["max_batch"] == 16
     assert shown["engine"]["max_wait_ms"] == 7.0
     assert shown["redis"]["url"] == "redis://127.0.0.1:6390/0"
+    assert shown["outputs"]["redis"] is True  # --redis-url turns the output on
     assert [f["node"] for f in shown["feeds"] if f["enabled"]] == ["rpi_bush_point"]
 
 
@@ -80,3 +81,42 @@ def test_show_exits_2_naming_the_bad_setting(tmp_path: Path) -> None:
     done = hydromon("config", "show", "--config", str(tmp_path / "missing.toml"))
     assert done.returncode == 2
     assert "no such configuration file" in done.stderr
+
+
+def test_show_nested_overrides_and_derived_settings() -> None:
+    done = hydromon(
+        "config",
+        "show",
+        "--config",
+        "config/default.toml",
+        "--set",
+        "follower.timing.precedence=number",
+        env={"HYDROMON_FOLLOWER__ARCHIVE__PREFETCH": "2", "HYDROMON_DECODER__CHANNEL_POLICY": "1"},
+    )
+    assert done.returncode == 0, done.stderr
+    shown = tomllib.loads(done.stdout)
+    assert shown["follower"]["timing"]["precedence"] == "number"
+    assert shown["follower"]["archive"]["prefetch"] == 2
+    assert "timing" not in shown["follower"]["archive"]  # follows follower.timing
+    assert shown["decoder"]["channel_policy"] == 1
+    assert "# [follower.archive.timing] follows follower.timing" in done.stdout
+    assert '# thresholds = { "Whale vocalization" = 0.5 }  (follows' in done.stdout
+    config = build(Config, shown)
+    assert config.follower.archive.timing.precedence.value == "number"
+
+
+def test_show_redis_url_flag_turns_the_output_on_and_off() -> None:
+    on = hydromon("config", "show", "--format", "json", "--redis-url", "redis://h:1/0")
+    assert on.returncode == 0, on.stderr
+    assert json.loads(on.stdout)["outputs"]["redis"] is True
+    off = hydromon(
+        "config",
+        "show",
+        "--format",
+        "json",
+        "--redis-url",
+        "",
+        env={"HYDROMON_OUTPUTS__REDIS": "true"},
+    )
+    assert off.returncode == 0, off.stderr
+    assert json.loads(off.stdout)["outputs"]["redis"] is False  # the flag is over the env

@@ -4,7 +4,6 @@ daemon carry on, and the feed recovers once its fault is fixed."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 from pathlib import Path
 
@@ -13,7 +12,6 @@ import pytest
 
 from monitor.config import load_config
 from monitor.daemon import Daemon, LiveSource
-from monitor.hls.follower import FollowerSettings
 from monitor.timebase import utc_now
 from tests.daemon.denying_proxy import denying_proxy
 from tests.daemon.e2e_support import build_stream, config_toml, playlist
@@ -52,8 +50,7 @@ async def test_a_crashing_feed_restarts_with_backoff_and_never_takes_the_daemon_
                 supervisor_backoff_s=0.2,
             )
         )
-        follower = FollowerSettings(poll_interval_s=0.1, quiet_after_arrival_s=0.0)
-        config = dataclasses.replace(load_config(path, env={}), follower=follower)
+        config = load_config(path, env={})
         for name in (GOOD, BROKEN):
             await node.put(f"{name}/hls/{epoch}/live000.ts", stream.segments[0])
             await node.put(f"{name}/hls/{epoch}/live.m3u8", playlist(range(1)))

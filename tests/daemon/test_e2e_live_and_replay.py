@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import time
 from datetime import timedelta
@@ -21,7 +20,6 @@ from websockets.asyncio.client import connect
 from monitor.config import load_config
 from monitor.daemon import ArchiveRange, Daemon, DaemonSettings, LiveSource
 from monitor.events.schema import schema_errors
-from monitor.hls.follower import FollowerSettings
 from monitor.outputs.files import FileOutput, FileSettings
 from monitor.timebase import from_epoch, parse_utc, utc_now
 from tests.daemon.e2e_support import HOP_S, WINDOW_S, Stream, build_stream, config_toml, playlist
@@ -31,7 +29,6 @@ NODE = "rpi_e2e_live"
 PACE_S = 1.0  # one 10 s segment a second: 10× real time
 SEGMENTS = 8
 PLACED = [("AscMoan", 13.3), ("DescMoan", 31.7), ("Growl", 58.6), ("moan", 66.2)]
-FAST_FOLLOWER = FollowerSettings(poll_interval_s=0.1, quiet_after_arrival_s=0.0)
 
 
 def detections(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -103,8 +100,8 @@ async def test_live_detections_cover_each_call_and_replay_agrees(
             redis_stream=stream_key,
         )
     )
-    # The config file cannot set the follower's test pace yet: swap in its own settings.
-    config = dataclasses.replace(load_config(path, env={}), follower=FAST_FOLLOWER)
+    config = load_config(path, env={})  # the file sets the follower's test pace
+    assert config.follower.poll_interval_s == 0.1 and config.follower.quiet_after_arrival_s == 0
 
     received: list[tuple[float, dict[str, Any]]] = []
     uploaded: dict[int, float] = {}

@@ -142,6 +142,6 @@ def test_config_values_are_what_the_monitor_runs_with(tmp_path: Path) -> None:
         "classifier.target_labels": ["humpback"],
         "classifier.thresholds": {"humpback": 0.7},
         "denoiser.checkpoint": str(folder / "denoiser.pk"),
-        "window.length_s": 5.12,
-        "window.hop_s": 1.0,
+        "windows.length_s": 5.12,
+        "windows.hop_s": 1.0,
     }
