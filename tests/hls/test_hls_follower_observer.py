@@ -59,7 +59,8 @@ async def test_missing_latest_then_present_and_only_real_playlist_changes(node, 
     heard = Heard()
 
     async def node_starts_later() -> None:
-        await asyncio.sleep(0.3)
+        # Start the node only after several polls found no latest.txt (load-independent).
+        await until(lambda: heard.kinds().count("missing") >= 3, "three missing polls")
         await node.put_segments(E1, [0, 1])
         await node.put_legacy_playlist(E1, range(2))
         await node.set_latest(E1)
