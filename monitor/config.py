@@ -120,8 +120,8 @@ class Config:
             if feed.node in seen:
                 raise ValueError(f'feeds: node "{feed.node}" is listed twice')
             seen.add(feed.node)
-        # The DERIVED settings (frozen: set once, here).
         classifier = self.classifier
+        # The DERIVED settings (frozen: set once, here).
         thresholds = dict.fromkeys(classifier.target_labels, classifier.default_threshold)
         thresholds.update(classifier.thresholds)
         feed_thresholds = {f.node: dict(f.thresholds) for f in self.feeds if f.thresholds}
@@ -149,6 +149,21 @@ class Config:
             if feed.node == node:
                 return feed
         raise KeyError(f"no feed {node!r} in the configuration")
+
+    def check_threshold_labels(self) -> None:
+        """A threshold for a label the classifier does not score would silently do nothing.
+        (Checked once the model bundle, which may change the labels, has been applied.)"""
+        classifier = self.classifier
+        labels = set(classifier.target_labels)
+        tables = [("classifier.thresholds", classifier.thresholds)]
+        tables += [(f"feeds.{f.node}.thresholds", f.thresholds) for f in self.feeds]
+        for where, table in tables:
+            for label in table:
+                if label not in labels:
+                    raise ConfigError(
+                        f'{where}: "{label}" is not one of classifier.target_labels '
+                        f"({', '.join(json.dumps(t) for t in classifier.target_labels)})"
+                    )
 
     def thresholds_for(self, node: str) -> dict[str, float]:
         """Per-label thresholds for a feed: its own over the classifier's, over the default."""
@@ -546,11 +561,12 @@ def load_config(
     then ``feeds_only`` (enable just these nodes)."""
     env_list = env_overrides(os.environ if env is None else env)
     config = _load(path, [*env_list, *overrides], feeds_only)
-    if config.classifier.bundle is None:
-        return config
-    return _load(
-        path, [*env_list, *bundle_overrides(config.classifier.bundle), *overrides], feeds_only
-    )
+    if config.classifier.bundle is not None:
+        config = _load(
+            path, [*env_list, *bundle_overrides(config.classifier.bundle), *overrides], feeds_only
+        )
+    config.check_threshold_labels()
+    return config
 
 
 def bundle_overrides(folder: Path) -> list[Override]:

@@ -290,6 +290,7 @@ class Daemon:
         code = 0
         try:
             await asyncio.wait({feeds, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+            self.board.stopping = stop.is_set()
             if not feeds.done():
                 log.info("stopping: draining the feeds", timeout_s=self.settings.shutdown_timeout_s)
                 began = asyncio.get_running_loop().time()
@@ -341,14 +342,30 @@ class Daemon:
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(self.settings.health_tick_s)
-            for message in self.board.tick(utc_now()):
-                await self._publish_status(message)
-            for output in self.outputs:
-                depth = getattr(output, "spool_depth", None)
-                if isinstance(depth, int):
-                    self.metrics.set_spool_depth(output.name, depth)
-                if isinstance(output, WebsocketOutput):
-                    self.metrics.set_websocket_clients(output.client_count)
+            changes = self.board.tick(utc_now())
+            if isinstance(self.mode, LiveSource):  # a replay is "behind" by design: no status
+                for message in changes:
+                    await self._publish_status(message)
+            self._sample_metrics()
+
+    def _sample_metrics(self) -> None:
+        """Metrics kept as running totals by the engine and the outputs."""
+        metrics = self.metrics
+        if self.engine is not None:
+            stats = self.engine.stats()
+            metrics.engine_totals(stats.batch_sizes, stats.batches, stats.inference_seconds)
+        for output in self.outputs:
+            fanout = self.fanout.stats.get(output.name)
+            # lost by the fan-out (raised, queue full) + Redis deliveries that fell back to the
+            # spool (redelivered later, but each is a failed publish to Redis)
+            failed = 0 if fanout is None else fanout.failed + fanout.dropped
+            failed += int(getattr(getattr(output, "stats", None), "errors", 0) or 0)
+            metrics.publish_failures_total(output.name, failed)
+            depth = getattr(output, "spool_depth", None)
+            if isinstance(depth, int):
+                metrics.set_spool_depth(output.name, depth)
+            if isinstance(output, WebsocketOutput):
+                metrics.set_websocket_clients(output.client_count)
 
     async def _publish_status(self, change: dict[str, Any]) -> None:
         """A health change (the board's own format) as a schema'd ``feed_status`` message."""

@@ -6,6 +6,8 @@ Prometheus conventions: ``hydromon_`` prefix, base units (seconds, bytes), ``_to
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -90,6 +92,11 @@ class Metrics:
         self.lag_seconds = Gauge(
             "hydromon_lag_seconds", "How far processing is behind real time", ["feed"], registry=r
         )
+        # Totals already turned into observations (the engine and outputs keep running totals).
+        self._seen_batch_sizes: dict[int, int] = {}
+        self._seen_batches = 0
+        self._seen_inference_s = 0.0
+        self._seen_failures: dict[str, int] = {}
 
     def segment_fetched(self, feed: str, nbytes: int) -> None:
         self.segments_fetched.labels(feed).inc()
@@ -131,6 +138,32 @@ class Metrics:
 
     def set_lag(self, feed: str, seconds: float) -> None:
         self.lag_seconds.labels(feed).set(seconds)
+
+    def engine_totals(
+        self, batch_sizes: Mapping[int, int], batches: int, inference_seconds: float
+    ) -> None:
+        """Take the engine's running totals (``EngineStats``), observing what is new since the
+        last call: each new batch's size exactly, and each new batch's time as the mean over
+        them (the engine keeps only the total time)."""
+        for size, total in batch_sizes.items():
+            for _ in range(total - self._seen_batch_sizes.get(size, 0)):
+                self.batch_size.observe(size)
+            self._seen_batch_sizes[size] = total
+        new = batches - self._seen_batches
+        if new > 0:
+            mean = max(0.0, inference_seconds - self._seen_inference_s) / new
+            for _ in range(new):
+                self.inference_seconds.observe(mean)
+            self._seen_batches = batches
+            self._seen_inference_s = inference_seconds
+
+    def publish_failures_total(self, output: str, total: int) -> None:
+        """An output's running count of failed or dropped publishes; counts what is new."""
+        new = total - self._seen_failures.get(output, 0)
+        child = self.publish_failures.labels(output)  # shown (at 0) from the start
+        if new > 0:
+            child.inc(new)
+            self._seen_failures[output] = total
 
     def exposition(self) -> bytes:
         """The registry in the Prometheus text format."""

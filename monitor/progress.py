@@ -38,7 +38,7 @@ class ReplayProgress:
         return sum(self.done_s.values())
 
     def update(self, feed: str, until: datetime) -> None:
-        done = min(self.span_s, max(0.0, (require_aware(until) - self.start).total_seconds()))
+        done = self._done(until)
         if done <= self.done_s.get(feed, 0.0):
             return
         self.done_s[feed] = done
@@ -48,9 +48,19 @@ class ReplayProgress:
 
     def resumed(self, feed: str, until: datetime) -> None:
         """``feed`` resumes at ``until``: that much was done before (not counted in speed)."""
-        before = self.total_done_s
-        self.update(feed, until)
-        self._initial_s += self.total_done_s - before
+        done = self._done(until)
+        before = self.done_s.get(feed, 0.0)
+        if done <= before:
+            return
+        self.done_s[feed] = done
+        self._initial_s += done - before
+        # tqdm's rate (and so its ETA) is (n - initial) / elapsed: only this run's work counts.
+        self.bar.initial = round(self._initial_s)
+        self.bar.n = round(self.total_done_s)
+        self.bar.refresh()
+
+    def _done(self, until: datetime) -> float:
+        return min(self.span_s, max(0.0, (require_aware(until) - self.start).total_seconds()))
 
     def speed(self) -> float:
         """Audio seconds processed per wall-clock second (all feeds together), this run."""

@@ -17,6 +17,7 @@ class HealthBoard:
     started: datetime = field(default_factory=utc_now)
     engine_loaded: bool = False
     ingest_started: bool = False
+    stopping: bool = False  # draining after SIGTERM: no longer ready (take no new clients)
     feeds: dict[str, FeedHealth] = field(default_factory=dict)
 
     def feed(self, name: str) -> FeedHealth:
@@ -28,7 +29,7 @@ class HealthBoard:
 
     @property
     def ready(self) -> bool:
-        return self.engine_loaded and self.ingest_started
+        return self.engine_loaded and self.ingest_started and not self.stopping
 
     def changed(self, message: dict[str, object] | None) -> dict[str, object] | None:
         """Pass a ``feed_status`` message (or None) through, updating the metrics."""
@@ -54,5 +55,6 @@ class HealthBoard:
             "ready": self.ready,
             "engine_loaded": self.engine_loaded,
             "ingest_started": self.ingest_started,
+            "stopping": self.stopping,
             "feeds": {name: self.feeds[name].snapshot() for name in sorted(self.feeds)},
         }

@@ -3,7 +3,8 @@
 - ``/healthz``: liveness. Answering at all shows the event loop turns; it also reports the
   worst loop stall seen by a heartbeat task in the last interval and answers 503 when that
   exceeds ``max_loop_stall_s`` (something blocked the loop).
-- ``/readyz``: 200 once the engine is loaded and ingest has started, else 503.
+- ``/readyz``: 200 once the engine is loaded and ingest has started, until shutdown begins;
+  else 503.
 - ``/status``: JSON per feed (state, last segment, lag, gaps, restarts, last error + hint).
 - ``/metrics``: the Prometheus text exposition of hydromon's own registry.
 """
@@ -125,6 +126,7 @@ class HealthServer:
             "ready": board.ready,
             "engine_loaded": board.engine_loaded,
             "ingest_started": board.ingest_started,
+            "stopping": board.stopping,
         }
         return web.json_response(body, status=200 if board.ready else 503)
 

@@ -182,6 +182,7 @@ def config_toml(
     state_dir: Path | None = None,
     extra_nodes: tuple[str, ...] = (),
     supervisor_backoff_s: float = 1.0,
+    health_tick_s: float = 5.0,
 ) -> str:
     """A complete config file for the scenario (every path under ``workdir``)."""
     lines = [
@@ -195,6 +196,7 @@ def config_toml(
         "missing_grace_s = 30.0",
         "[daemon]",
         "decoder_threads = 1",
+        f"health_tick_s = {health_tick_s}",
         "[windows]",
         f"hop_s = {HOP_S}",
         "[classifier]",

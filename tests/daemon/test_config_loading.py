@@ -273,3 +273,11 @@ def test_reading_a_config_does_not_load_the_models() -> None:
     code = "import sys, monitor.config; print(sorted({'torch', 'transformers'} & set(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_a_threshold_for_a_label_never_scored_is_refused(tmp_path: Path) -> None:
+    typo = 'feeds.rpi_bush_point.thresholds={ "Whale vocalisation" = 0.3 }'
+    with pytest.raises(ConfigError, match=r'feeds\.rpi_bush_point\.thresholds: "Whale voc'):
+        load_config(env={}, overrides=[parse_set(typo)])
+    with pytest.raises(ConfigError, match=r'classifier\.thresholds: "orca" is not one of'):
+        load_config(env={"HYDROMON_CLASSIFIER__THRESHOLDS": "{ orca = 0.3 }"})

@@ -48,6 +48,7 @@ async def test_a_crashing_feed_restarts_with_backoff_and_never_takes_the_daemon_
                 workdir=tmp_path,
                 extra_nodes=(BROKEN,),
                 supervisor_backoff_s=0.2,
+                health_tick_s=0.2,
             )
         )
         config = load_config(path, env={})
@@ -91,9 +92,25 @@ async def test_a_crashing_feed_restarts_with_backoff_and_never_takes_the_daemon_
                     return daemon.pipelines[BROKEN].progress.segments >= 1
 
                 await eventually(broken_recovered, 30, "the broken feed to recover")
+                await asyncio.sleep(0.5)  # a health tick samples the engine and output totals
                 async with http.get(f"http://127.0.0.1:{daemon.http_port}/metrics") as response:
                     metrics = await response.text()
-            assert f'hydromon_windows_scored_total{{feed="{GOOD}"}}' in metrics
+            values = {
+                line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+                for line in metrics.splitlines()
+                if line and not line.startswith("#")
+            }
+            assert values[f'hydromon_windows_scored_total{{feed="{GOOD}"}}'] > 0
+            # Each metric the running daemon must feed, not merely define:
+            assert values[f'hydromon_segments_fetched_total{{feed="{GOOD}"}}'] >= 2
+            assert values[f'hydromon_fetched_bytes_total{{feed="{GOOD}"}}'] > 0
+            assert values[f'hydromon_decode_seconds_count{{feed="{GOOD}"}}'] >= 2
+            assert values[f'hydromon_decode_seconds_sum{{feed="{GOOD}"}}'] > 0
+            assert values["hydromon_batch_size_count"] >= 1
+            assert values["hydromon_inference_seconds_count"] == values["hydromon_batch_size_count"]
+            assert values["hydromon_inference_seconds_sum"] > 0
+            assert values['hydromon_publish_failures_total{output="files"}'] == 0
+            assert values["hydromon_websocket_clients"] == 0
             restarts = [
                 line
                 for line in metrics.splitlines()

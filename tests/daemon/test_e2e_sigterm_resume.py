@@ -180,3 +180,10 @@ async def test_sigterm_closes_the_open_detection_and_restart_continues(
     for message in detections:
         assert message["feed"]["node"] == NODE
     assert any(line.get("event") == "signal received: stopping" for line in run1)
+    # Steady state at the default level (info): nothing per segment (that is debug), so no
+    # event repeats as often as the segments did; detections are logged one line each.
+    for run in (run1, run2):
+        events = [line.get("event") for line in run if line.get("event") != "detection"]
+        assert "segment processed" not in events
+        assert max(events.count(event) for event in set(events)) < 3, sorted(events)
+    assert [line for line in run1 if line.get("event") == "detection"]

@@ -41,6 +41,7 @@ async def test_healthz_and_readyz(served: tuple[HealthServer, str]) -> None:
                 "ready": False,
                 "engine_loaded": False,
                 "ingest_started": False,
+                "stopping": False,
             }
         server.board.engine_loaded = True
         async with client.get(f"{base}/readyz") as response:
@@ -49,6 +50,12 @@ async def test_healthz_and_readyz(served: tuple[HealthServer, str]) -> None:
         async with client.get(f"{base}/readyz") as response:
             assert response.status == 200
             assert (await response.json())["ready"] is True
+        server.board.stopping = True  # SIGTERM: draining, no longer ready (still alive)
+        async with client.get(f"{base}/readyz") as response:
+            assert response.status == 503
+            assert (await response.json())["stopping"] is True
+        async with client.get(f"{base}/healthz") as response:
+            assert response.status == 200
 
 
 async def test_healthz_reports_a_blocked_loop(served: tuple[HealthServer, str]) -> None:

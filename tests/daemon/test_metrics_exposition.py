@@ -75,3 +75,26 @@ def test_unknown_feed_state_is_refused() -> None:
         assert "sleepy" in str(exc)
     else:
         raise AssertionError("an unknown state was accepted")
+
+
+def test_engine_and_output_totals_are_counted_once() -> None:
+    metrics = Metrics()
+    metrics.engine_totals({8: 1, 3: 1}, batches=2, inference_seconds=0.6)
+    metrics.engine_totals({8: 1, 3: 1}, batches=2, inference_seconds=0.6)  # nothing new
+    metrics.engine_totals({8: 2, 3: 1, 1: 1}, batches=4, inference_seconds=1.0)
+    metrics.publish_failures_total("redis", 0)
+    metrics.publish_failures_total("files", 2)
+    metrics.publish_failures_total("files", 2)
+    metrics.publish_failures_total("files", 5)
+
+    got = samples(metrics)
+    assert got[("hydromon_batch_size_count", ())] == 4
+    assert got[("hydromon_batch_size_sum", ())] == 8 + 3 + 8 + 1
+    assert got[("hydromon_batch_size_bucket", (("le", "1.0"),))] == 1
+    assert got[("hydromon_inference_seconds_count", ())] == 4
+    assert abs(got[("hydromon_inference_seconds_sum", ())] - 1.0) < 1e-9
+    # the two later batches took 0.4 s together: 0.2 s each
+    assert got[("hydromon_inference_seconds_bucket", (("le", "0.1"),))] == 0
+    assert got[("hydromon_inference_seconds_bucket", (("le", "0.25"),))] == 2
+    assert got[("hydromon_publish_failures_total", (("output", "redis"),))] == 0
+    assert got[("hydromon_publish_failures_total", (("output", "files"),))] == 5

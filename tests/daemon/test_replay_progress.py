@@ -32,3 +32,17 @@ def test_speed_leaves_out_what_an_earlier_run_did() -> None:
     progress.update("a", START + timedelta(seconds=310))
     assert 10 / 5.0 < progress.speed() <= 10 / 0.05
     progress.close()
+
+
+def test_the_bar_eta_uses_this_runs_speed_after_a_resume() -> None:
+    progress = ReplayProgress(["a"], START, END, enabled=True)  # drawn on stderr (captured)
+    progress.resumed("a", START + timedelta(seconds=300))
+    time.sleep(0.2)
+    progress.update("a", START + timedelta(seconds=310))
+    meter = progress.bar.format_dict
+    assert meter["initial"] == 300 and meter["n"] == 310
+    # tqdm's own text: the rate (so the ETA) comes from the 10 s done in this run only
+    text = progress.bar.format_meter(**meter)
+    rate = float(text.split("s/s")[0].rsplit(" ", 1)[-1])
+    assert rate <= 10 / 0.2
+    progress.close()

@@ -53,6 +53,7 @@ async def test_interrupted_replay_resumes_to_the_same_detections(
             classifier=trained_classifier,
             workdir=tmp_path,
             state_dir=state_dir,
+            health_tick_s=0.2,
         )
     )
     config = load_config(config_path, env={})
@@ -120,6 +121,12 @@ async def test_interrupted_replay_resumes_to_the_same_detections(
             subprocess.run, command, capture_output=True, text=True, timeout=120
         )
     whole_detections = jsonl_detections(whole)
+    kinds = {
+        json.loads(line)["kind"]
+        for path in sorted((whole / "jsonl").glob("*.jsonl"))
+        for line in path.read_text().splitlines()
+    }
+    assert kinds == {"detection"}  # a replay reports no live feed states
     full_closed = [m for m in whole_detections if m["status"] == "closed"]
     assert len(full_closed) == len(PLACED)
     # The uninterrupted replay scored every window once; the two halves together did the same.
