@@ -309,7 +309,7 @@ class FeedPipeline:
             result = await loop.run_in_executor(
                 self.executor,
                 analyze_audio,
-                chunk.samples,
+                chunk.samples if chunk.channels is None else chunk.channels,
                 chunk.sample_rate,
                 previous,
                 self.analysis,

@@ -20,6 +20,9 @@ class AudioChunk:
     gap_before: bool = False  # a new continuous run starts here
     channel_rms: tuple[float, ...] = field(default=())  # per decoded channel, before mixing
     source_offset_s: float = 0.0  # where in the source segment's decoded audio this chunk begins
+    # Every decoded channel before the channel policy mixed them (health checks each channel:
+    # a feed is up if any channel is). None when the decoder had one channel.
+    channels: np.ndarray | None = None
 
     @property
     def frames(self) -> int:

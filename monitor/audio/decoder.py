@@ -200,6 +200,7 @@ class ContinuousDecoder:
             gap_before=gap_before,
             channel_rms=rms,
             source_offset_s=dropped / rate,
+            channels=planar if planar.shape[0] > 1 else None,
         )
 
     def _continues(self, run: _Run, segment: Segment, demuxed: _Demuxed) -> bool:

@@ -231,6 +231,12 @@ def test_real_stereo_segments_with_and_without_a_dead_channel(hls_samples: Path)
     both = ContinuousDecoder().feed(real_segment(hls_samples / "normal/live3368.ts"))[0]
     stereo = plain_decode((hls_samples / "normal/live3368.ts").read_bytes())[:, FRAME:]
     np.testing.assert_allclose(both.samples[0], stereo.mean(axis=0), atol=1e-6)
+    # Every decoded channel stays on the chunk for the health checks (any channel up → up).
+    assert both.channels is not None
+    np.testing.assert_allclose(both.channels, stereo, atol=1e-6)
+    assert dead.channels is not None and dead.channels.shape[0] == 2
+    mono = ContinuousDecoder().feed(real_segment(hls_samples / "normal/live1184.ts"))[0]
+    assert mono.channels is None
 
 
 def test_out_of_range_channel_index_falls_back_to_auto(hls_samples: Path) -> None:
