@@ -14,8 +14,10 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import redis.asyncio as aioredis
 import torch
 import torchaudio
 from transformers import ASTConfig, ASTFeatureExtractor, ASTForAudioClassification
@@ -24,6 +26,7 @@ from models.classifier.features import FeatureExtractor, FeatureParams
 from monitor.audio.audiofile import read_audio
 from monitor.timebase import from_epoch
 from tests.support.aac import encode_segments
+from tests.support.synthetic_node import SyntheticNode
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 RATE = 48_000
@@ -232,6 +235,43 @@ def config_toml(
     for name in (node, *extra_nodes):
         lines += ["[[feeds]]", f'node = "{name}"', f'name = "Test {name}"']
     return "\n".join(lines) + "\n"
+
+
+def write_config(
+    workdir: Path, endpoint: str, bucket: str, node: str, classifier: Path, **options: Any
+) -> Path:
+    """``config_toml`` for the scenario, written to ``workdir / "hydromon.toml"``."""
+    path = workdir / "hydromon.toml"
+    path.write_text(
+        config_toml(
+            endpoint=endpoint,
+            bucket=bucket,
+            node=node,
+            classifier=classifier,
+            workdir=workdir,
+            **options,
+        )
+    )
+    return path
+
+
+async def publish(node: SyntheticNode, stream: Stream, numbers: range) -> None:
+    """Uploads the stream's segments ``numbers``, then the playlist listing all up to them."""
+    for number in numbers:
+        await node.put(
+            node.key(stream.folder_epoch, f"live{number:03d}.ts"), stream.segments[number]
+        )
+    await node.put(node.key(stream.folder_epoch, "live.m3u8"), playlist(range(numbers.stop)))
+
+
+async def redis_messages(url: str, key: str) -> list[dict[str, Any]]:
+    """Every message published on the Redis stream ``key``, oldest first."""
+    client = aioredis.Redis.from_url(url, decode_responses=True)
+    try:
+        rows = await client.xrange(key)
+    finally:
+        await client.aclose()
+    return [json.loads(fields["message"]) for _id, fields in rows]
 
 
 def playlist(numbers: range) -> str:

@@ -13,8 +13,8 @@ import pytest
 from monitor.config import load_config
 from monitor.daemon import Daemon, LiveSource
 from monitor.timebase import utc_now
-from tests.daemon.denying_proxy import denying_proxy
-from tests.daemon.e2e_support import build_stream, config_toml, playlist
+from tests.daemon.e2e_support import build_stream, playlist, write_config
+from tests.support.s3_proxy import denying_proxy
 from tests.support.synthetic_node import synthetic_node
 
 GOOD, BROKEN = "rpi_good", "rpi_broken"
@@ -38,19 +38,10 @@ async def test_a_crashing_feed_restarts_with_backoff_and_never_takes_the_daemon_
         denying_proxy(moto_server.endpoint_url, denied) as endpoint,
         synthetic_node(moto_server.endpoint_url, bucket_name, GOOD) as node,
     ):
-        path = tmp_path / "hydromon.toml"
-        path.write_text(
-            config_toml(
-                endpoint=endpoint,
-                bucket=bucket_name,
-                node=GOOD,
-                classifier=trained_classifier,
-                workdir=tmp_path,
-                extra_nodes=(BROKEN,),
-                supervisor_backoff_s=0.2,
-                health_tick_s=0.2,
-            )
-        )
+        path = write_config(
+            tmp_path, endpoint, bucket_name, GOOD, trained_classifier,
+            extra_nodes=(BROKEN,), supervisor_backoff_s=0.2, health_tick_s=0.2,
+        )  # fmt: skip
         config = load_config(path, env={})
         for name in (GOOD, BROKEN):
             await node.put(f"{name}/hls/{epoch}/live000.ts", stream.segments[0])

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
 from websockets.asyncio.client import connect
 
 from monitor.config import load_config
@@ -22,7 +21,16 @@ from monitor.daemon import ArchiveRange, Daemon, DaemonSettings, LiveSource
 from monitor.events.schema import schema_errors
 from monitor.outputs.files import FileOutput, FileSettings
 from monitor.timebase import from_epoch, parse_utc, utc_now
-from tests.daemon.e2e_support import HOP_S, WINDOW_S, Stream, build_stream, config_toml, playlist
+from tests.daemon.e2e_support import (
+    HOP_S,
+    WINDOW_S,
+    Stream,
+    build_stream,
+    playlist,
+    publish,
+    redis_messages,
+    write_config,
+)
 from tests.support.synthetic_node import synthetic_node
 
 NODE = "rpi_e2e_live"
@@ -45,15 +53,6 @@ def summary(message: dict[str, Any]) -> tuple[Any, ...]:
         message["window_count"],
         message["positive_window_count"],
     )
-
-
-async def read_stream(url: str, key: str) -> list[dict[str, Any]]:
-    client = aioredis.Redis.from_url(url, decode_responses=True)
-    try:
-        rows = await client.xrange(key)
-    finally:
-        await client.aclose()
-    return [json.loads(fields["message"]) for _id, fields in rows]
 
 
 async def listen(port: int, into: list[tuple[float, dict[str, Any]]], ready: asyncio.Event):
@@ -88,18 +87,10 @@ async def test_live_detections_cover_each_call_and_replay_agrees(
     folder_epoch = int(utc_now().timestamp()) - 120
     stream = build_stream(folder_epoch, SEGMENTS * 10.0, PLACED)
     stream_key = f"hydromon:e2e:{bucket_name}"
-    path = tmp_path / "hydromon.toml"
-    path.write_text(
-        config_toml(
-            endpoint=moto_server.endpoint_url,
-            bucket=bucket_name,
-            node=NODE,
-            classifier=trained_classifier,
-            workdir=tmp_path,
-            redis_url=redis_server.url,
-            redis_stream=stream_key,
-        )
-    )
+    path = write_config(
+        tmp_path, moto_server.endpoint_url, bucket_name, NODE, trained_classifier,
+        redis_url=redis_server.url, redis_stream=stream_key,
+    )  # fmt: skip
     config = load_config(path, env={})  # the file sets the follower's test pace
     assert config.follower.poll_interval_s == 0.1 and config.follower.quiet_after_arrival_s == 0
 
@@ -107,8 +98,7 @@ async def test_live_detections_cover_each_call_and_replay_agrees(
     uploaded: dict[int, float] = {}
     async with synthetic_node(moto_server.endpoint_url, bucket_name, NODE) as node:
         await node.set_latest(folder_epoch)
-        await node.put(node.key(folder_epoch, "live000.ts"), stream.segments[0])
-        await node.put(node.key(folder_epoch, "live.m3u8"), playlist(range(1)))
+        await publish(node, stream, range(1))
         uploaded[0] = time.monotonic()
 
         stop = asyncio.Event()
@@ -139,7 +129,7 @@ async def test_live_detections_cover_each_call_and_replay_agrees(
             await listener
 
         assert daemon.task_health[NODE].restarts == 0
-        everything = await read_stream(redis_server.url, stream_key)
+        everything = await redis_messages(redis_server.url, stream_key)
         for message in everything:  # detections and feed-status changes, as published
             assert schema_errors(message) == [], message
         on_redis = detections(everything)

@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
 
 from monitor.state import load_resume_point, state_path
 from monitor.timebase import parse_utc, utc_now
-from tests.daemon.e2e_support import HOP_S, build_stream, config_toml, playlist
+from tests.daemon.e2e_support import HOP_S, build_stream, publish, redis_messages, write_config
 from tests.support.synthetic_node import synthetic_node
 
 NODE = "rpi_e2e_sigterm"
@@ -30,15 +29,6 @@ HYDROMON = Path(sys.executable).parent / "hydromon"
 # close before segment 3 is there.
 PLACED = [("DescMoan", 26.5)]
 SEGMENTS = 6
-
-
-async def stream_messages(url: str, key: str) -> list[dict[str, Any]]:
-    client = aioredis.Redis.from_url(url, decode_responses=True)
-    try:
-        rows = await client.xrange(key)
-    finally:
-        await client.aclose()
-    return [json.loads(fields["message"]) for _id, fields in rows]
 
 
 async def wait_for(predicate, limit_s: float, what: str, process: subprocess.Popen) -> None:
@@ -92,24 +82,13 @@ async def test_sigterm_closes_the_open_detection_and_restart_continues(
     stream = build_stream(folder_epoch, SEGMENTS * 10.0, PLACED, rotate=3)
     key = f"hydromon:e2e:{bucket_name}"
     state_dir = tmp_path / "state"
-    config = tmp_path / "hydromon.toml"
-    config.write_text(
-        config_toml(
-            endpoint=moto_server.endpoint_url,
-            bucket=bucket_name,
-            node=NODE,
-            classifier=trained_classifier,
-            workdir=tmp_path,
-            redis_url=redis_server.url,
-            redis_stream=key,
-            state_dir=state_dir,
-        )
-    )
+    config = write_config(
+        tmp_path, moto_server.endpoint_url, bucket_name, NODE, trained_classifier,
+        redis_url=redis_server.url, redis_stream=key, state_dir=state_dir,
+    )  # fmt: skip
     async with synthetic_node(moto_server.endpoint_url, bucket_name, NODE) as node:
         await node.set_latest(folder_epoch)
-        for number in range(3):
-            await node.put(node.key(folder_epoch, f"live{number:03d}.ts"), stream.segments[number])
-        await node.put(node.key(folder_epoch, "live.m3u8"), playlist(range(3)))
+        await publish(node, stream, range(3))
 
         # Run 1: from the folder's start (backfill), until the detection is open.
         first_log = tmp_path / "run1.log"
@@ -117,7 +96,7 @@ async def test_sigterm_closes_the_open_detection_and_restart_continues(
         try:
 
             async def opened() -> bool:
-                found = await stream_messages(redis_server.url, key)
+                found = await redis_messages(redis_server.url, key)
                 return any(m.get("status") == "opened" for m in found)
 
             await wait_for(opened, 90, "the detection to open", first)
@@ -125,7 +104,7 @@ async def test_sigterm_closes_the_open_detection_and_restart_continues(
         finally:
             if first.poll() is None:
                 first.kill()
-        messages = await stream_messages(redis_server.url, key)
+        messages = await redis_messages(redis_server.url, key)
         found = [m for m in messages if m["kind"] == "detection"]
         assert [m["status"] for m in found] == ["opened", "closed"]
         closed = found[1]
@@ -137,9 +116,7 @@ async def test_sigterm_closes_the_open_detection_and_restart_continues(
         assert saved is not None
 
         # Run 2: the rest of the stream is on S3 now; resume from the state directory.
-        for number in range(3, SEGMENTS):
-            await node.put(node.key(folder_epoch, f"live{number:03d}.ts"), stream.segments[number])
-        await node.put(node.key(folder_epoch, "live.m3u8"), playlist(range(SEGMENTS)))
+        await publish(node, stream, range(3, SEGMENTS))
         second_log = tmp_path / "run2.log"
         second = start(config, second_log)
         stream_end = stream.start_utc + timedelta(seconds=SEGMENTS * 10)
@@ -170,7 +147,7 @@ async def test_sigterm_closes_the_open_detection_and_restart_continues(
         assert stopped["windows_scored"] == round(span / hop) + 1
 
     detections = [
-        m for m in await stream_messages(redis_server.url, key) if m["kind"] == "detection"
+        m for m in await redis_messages(redis_server.url, key) if m["kind"] == "detection"
     ]
     ids = [m["message_id"] for m in detections]
     assert len(ids) == len(set(ids))

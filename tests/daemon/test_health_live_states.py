@@ -16,7 +16,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-import redis.asyncio as aioredis
 from websockets.asyncio.client import connect
 
 from monitor.config import load_config
@@ -25,22 +24,12 @@ from monitor.events.schema import schema_errors
 from monitor.health.state import HealthSettings
 from monitor.hls.follower import FollowerSettings
 from monitor.timebase import parse_utc, utc_now
-from tests.daemon.e2e_support import LABEL, build_stream, config_toml, playlist
+from tests.daemon.e2e_support import LABEL, build_stream, publish, redis_messages, write_config
 from tests.models.classifier_support import save_tiny_ast
 from tests.support.synthetic_node import synthetic_node
 
 NODE = "rpi_health_live"
 OFFLINE_AFTER_S = 4.0  # test-shortened; the playlist's Last-Modified has 1 s resolution
-
-
-async def feed_statuses(url: str, key: str) -> list[dict[str, Any]]:
-    client = aioredis.Redis.from_url(url, decode_responses=True)
-    try:
-        rows = await client.xrange(key)
-    finally:
-        await client.aclose()
-    messages = [json.loads(fields["message"]) for _id, fields in rows]
-    return [m for m in messages if m.get("kind") == "feed_status"]
 
 
 async def listen(port: int, into: list[dict[str, Any]], ready: asyncio.Event) -> None:
@@ -65,18 +54,10 @@ async def test_absent_then_up_then_offline_then_up_published_and_in_status(
     epoch = int(utc_now().timestamp()) - 15
     stream = build_stream(epoch, 30.0, [])
     stream_key = f"hydromon:health:{bucket_name}"
-    path = tmp_path / "hydromon.toml"
-    path.write_text(
-        config_toml(
-            endpoint=moto_server.endpoint_url,
-            bucket=bucket_name,
-            node=NODE,
-            classifier=classifier,
-            workdir=tmp_path,
-            redis_url=redis_server.url,
-            redis_stream=stream_key,
-        )
-    )
+    path = write_config(
+        tmp_path, moto_server.endpoint_url, bucket_name, NODE, classifier,
+        redis_url=redis_server.url, redis_stream=stream_key,
+    )  # fmt: skip
     config = dataclasses.replace(
         load_config(path, env={}),
         follower=FollowerSettings(poll_interval_s=0.1, quiet_after_arrival_s=0.0),
@@ -112,8 +93,7 @@ async def test_absent_then_up_then_offline_then_up_published_and_in_status(
                 assert "latest.txt" in absent["hint"]
 
                 # The node starts: latest.txt, a segment, the playlist.
-                await node.put(node.key(epoch, "live000.ts"), stream.segments[0])
-                await node.put(node.key(epoch, "live.m3u8"), playlist(range(1)))
+                await publish(node, stream, range(1))
                 await node.set_latest(epoch)
                 up = await reaches("up", 30)
                 assert up["playlist_modified"] is not None
@@ -124,8 +104,7 @@ async def test_absent_then_up_then_offline_then_up_published_and_in_status(
                 assert offline["playlist_modified"] == up["playlist_modified"]
 
                 # It uploads again: back to Up.
-                await node.put(node.key(epoch, "live001.ts"), stream.segments[1])
-                await node.put(node.key(epoch, "live.m3u8"), playlist(range(2)))
+                await publish(node, stream, range(1, 2))
                 back = await reaches("up", 30)
                 assert back["playlist_modified"] > up["playlist_modified"]
             await asyncio.sleep(0.3)  # let the websocket frame go out
@@ -140,7 +119,11 @@ async def test_absent_then_up_then_offline_then_up_published_and_in_status(
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await listener
 
-    published = await feed_statuses(redis_server.url, stream_key)
+    published = [
+        m
+        for m in await redis_messages(redis_server.url, stream_key)
+        if m.get("kind") == "feed_status"
+    ]
     for message in published:
         assert schema_errors(message) == [], message
         assert message["feed"]["node"] == NODE

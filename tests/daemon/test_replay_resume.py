@@ -18,7 +18,7 @@ from monitor.daemon import ArchiveRange, Daemon
 from monitor.outputs.files import FileOutput, FileSettings
 from monitor.state import state_path
 from monitor.timebase import format_utc, parse_utc, utc_now
-from tests.daemon.e2e_support import build_stream, config_toml, playlist
+from tests.daemon.e2e_support import build_stream, publish, write_config
 from tests.support.synthetic_node import synthetic_node
 
 NODE = "rpi_e2e_replay"
@@ -43,26 +43,16 @@ async def test_interrupted_replay_resumes_to_the_same_detections(
 ) -> None:
     epoch = int(utc_now().timestamp()) - 3600
     stream = build_stream(epoch, SEGMENTS * 10.0, PLACED, rotate=5)
-    config_path = tmp_path / "hydromon.toml"
     state_dir = tmp_path / "state"
-    config_path.write_text(
-        config_toml(
-            endpoint=moto_server.endpoint_url,
-            bucket=bucket_name,
-            node=NODE,
-            classifier=trained_classifier,
-            workdir=tmp_path,
-            state_dir=state_dir,
-            health_tick_s=0.2,
-        )
-    )
+    config_path = write_config(
+        tmp_path, moto_server.endpoint_url, bucket_name, NODE, trained_classifier,
+        state_dir=state_dir, health_tick_s=0.2,
+    )  # fmt: skip
     config = load_config(config_path, env={})
     span = ArchiveRange(stream.start_utc, stream.start_utc + timedelta(seconds=SEGMENTS * 10))
     async with synthetic_node(moto_server.endpoint_url, bucket_name, NODE) as node:
         await node.set_latest(epoch)
-        for number, data in enumerate(stream.segments):
-            await node.put(node.key(epoch, f"live{number:03d}.ts"), data)
-        await node.put(node.key(epoch, "live.m3u8"), playlist(range(len(stream.segments))))
+        await publish(node, stream, range(len(stream.segments)))
 
         whole = tmp_path / "whole"
         await Daemon(

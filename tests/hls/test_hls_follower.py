@@ -15,7 +15,7 @@ from monitor.hls.s3 import open_store
 from monitor.hls.segment import Segment, SegmentGap
 from monitor.timebase import from_epoch
 from tests.hls.conftest import store_settings
-from tests.hls.flaky_proxy import flaky_proxy
+from tests.support.s3_proxy import flaky_proxy
 
 E1 = 1717761600  # 2024-06-07T12:00:00Z
 E2 = E1 + 100

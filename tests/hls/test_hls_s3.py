@@ -17,7 +17,7 @@ from monitor.hls.s3 import (
     open_store,
 )
 from tests.hls.conftest import store_settings
-from tests.hls.flaky_proxy import flaky_proxy
+from tests.support.s3_proxy import flaky_proxy
 from tests.support.services import free_port
 
 
