@@ -12,6 +12,9 @@ the classifier's length (10.24 s) cut every second from the decoded segments.
             faster), for the classifier alone and for denoiser + classifier; the largest
             score difference of the chosen precision against the fp32 engine on the same
             real audio is printed for both.
+  stream:   the engine as the daemon uses it with a denoiser: the stream the windows cover is
+            denoised once (`StreamDenoiser`, fed 10 s segments, through `engine.denoise`), then
+            the same windows are cut from it and scored with `denoise=False`.
 
 Prints audio-seconds per wall-second (× real time), engine/baseline ratios and the largest
 score differences. Needs only torch, torchaudio, transformers, numpy and PyAV (for decoding
@@ -48,6 +51,10 @@ from models.denoiser.model import Denoiser, build_denoiser  # noqa: E402
 from models.denoiser.streaming import StreamingSettings  # noqa: E402
 from models.device import available_cores, configure_threads, select_device  # noqa: E402
 from models.engine import EngineSettings, InferenceEngine  # noqa: E402
+from monitor.audio.chunk import AudioChunk  # noqa: E402
+from monitor.audio.stream_denoise import StreamDenoiser  # noqa: E402
+from monitor.hls.segment import SegmentRef  # noqa: E402
+from monitor.timebase import after_samples, parse_utc  # noqa: E402
 
 STREAM_RATE = 48000
 SEGMENTS = ROOT / "tests" / "data" / "orcasound-hls" / "normal"
@@ -189,6 +196,68 @@ def run_engine(
     return asyncio.run(go())
 
 
+def run_stream_engine(
+    name: str,
+    clf: Classifier,
+    denoiser: Denoiser,
+    audio: np.ndarray,
+    count: int,
+    length: int,
+    settings: EngineSettings,
+) -> Run:
+    """Denoise the audio `count` windows (one a second) cover once, then score the windows."""
+    covered = audio[: (count - 1) * STREAM_RATE + length]
+    if covered.shape[0] < (count - 1) * STREAM_RATE + length:
+        raise SystemExit(f"stream run: not enough audio for {count} windows")
+    start = parse_utc("2024-06-07T12:00:00Z")
+    segment = 10 * STREAM_RATE
+    chunks = [
+        AudioChunk(
+            "bench",
+            after_samples(start, at, STREAM_RATE),
+            STREAM_RATE,
+            covered[None, at : at + segment],
+            SegmentRef("bench", f"live{at // segment}.ts", 0, at // segment),
+        )
+        for at in range(0, covered.shape[0], segment)
+    ]
+
+    async def go() -> Run:
+        engine = InferenceEngine(clf, denoiser, settings)
+        engine.start()
+        probe_started = time.perf_counter()
+        choice = await engine.wait_ready()
+        probe = time.perf_counter() - probe_started
+        await engine.score(covered[:length], STREAM_RATE, denoise=False)  # warm-up, untimed
+        await engine.denoise(covered[:segment], STREAM_RATE)
+        geometry = engine.denoise_geometry
+        assert geometry is not None
+        started = time.perf_counter()
+        stream = StreamDenoiser(engine.denoise, *geometry)
+        parts = []
+        for chunk in chunks:
+            parts += await stream.feed(chunk)
+        parts += await stream.flush()
+        clean = np.concatenate([part.samples[0] for part in parts])
+        denoised = time.perf_counter() - started
+        windows = [clean[i * STREAM_RATE : i * STREAM_RATE + length] for i in range(count)]
+        results = await asyncio.gather(
+            *(engine.score(w, STREAM_RATE, denoise=False) for w in windows)
+        )
+        wall = time.perf_counter() - started
+        await engine.stop()
+        d = engine.denoiser_precision
+        note = (
+            f"classifier {choice.precision}, denoiser {d.precision if d else '?'}; "
+            f"{covered.shape[0] / STREAM_RATE:.2f} s stream denoised in {denoised:.2f} s; "
+            f"set-up {probe:.1f} s"
+        )
+        scores = np.array([[r[label] for label in clf.target_labels] for r in results])
+        return Run(name, count * length / STREAM_RATE, wall, scores, note)
+
+    return asyncio.run(go())
+
+
 def describe_machine(device: torch.device) -> str:
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
     return (
@@ -252,7 +321,8 @@ def main(argv: list[str] | None = None) -> int:
         save_random_ast(ast_dir, args.tiny)
         clf = load_classifier(ast_dir, device)
         length = round(clf.window_seconds * STREAM_RATE)
-        windows = cut_windows(decode_segments(SEGMENTS), count, length)
+        audio = decode_segments(SEGMENTS)
+        windows = cut_windows(audio, count, length)
         params = sum(p.numel() for p in clf.model.parameters()) / 1e6
         print(
             f"AST {params:.1f} M parameters, {clf.window_seconds:.2f} s windows, "
@@ -311,6 +381,16 @@ def main(argv: list[str] | None = None) -> int:
                 f"engine {args.precision}", clf, denoiser, windows, settings(args.precision)
             )
             d_runs.append(d_engine)
+            d_stream = run_stream_engine(
+                f"engine {args.precision}, stream denoise + classifier",
+                clf,
+                denoiser,
+                audio,
+                count,
+                length,
+                settings(args.precision),
+            )
+            d_runs.append(d_stream)
             if args.precision != "fp32":
                 d_diff = float(np.abs(d_engine.scores - d_fp32.scores).max())
                 print(f"  max |score diff| {args.precision} vs fp32 engine: {d_diff:.2e}")

@@ -1,11 +1,14 @@
 """One inference engine per process: all feeds' windows, batched, scored in one worker thread.
 
-Callers on any asyncio loop `await engine.score(samples, sample_rate)`. Requests wait in a
+Callers on any asyncio loop `await engine.score(samples, sample_rate)` (a window → scores) or
+`await engine.denoise(samples, sample_rate)` (a block of a feed's stream → denoised audio at the
+same rate; the pipeline then scores windows cut from it with `denoise=False`). Requests wait in a
 bounded queue (callers await space when it is full); the worker takes up to `max_batch`
 requests, waiting at most `max_wait_ms` after the first for more, runs
 resample → (denoise) → features → classify under `torch.inference_mode`, and resolves each
 caller's future on that caller's loop. Requests of different length or rate in one batch run
-as separate sub-batches, so every score equals the unbatched score for that input.
+as separate sub-batches, so every score equals the unbatched score for that input; denoise
+requests of equal length and rate (every feed's steady-state block) share one denoiser call.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import time
 from collections import Counter, deque
 from contextlib import AbstractContextManager, nullcontext, suppress
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
@@ -44,9 +47,13 @@ DENOISER_PROBE_SECONDS = 2.56
 
 class Denoiser(Protocol):
     """What the engine needs of a denoiser. `denoise` is called under `torch.autocast` for
-    bf16 and must keep any processing that cannot run in bf16 out of autocast itself."""
+    bf16 and must keep any processing that cannot run in bf16 out of autocast itself.
+    `grid_seconds`/`context_grids`: see `models.denoiser.model.Denoiser`."""
 
     sample_rate: int
+    grid_seconds: float
+    context_grids: int
+    min_samples: int
 
     def denoise(self, waveforms: torch.Tensor) -> torch.Tensor: ...
 
@@ -83,12 +90,18 @@ class EngineStats:
         )
 
 
+# What a request asks for: scores (through the denoiser when there is one), scores of audio
+# that is already denoised, or denoised audio.
+RequestKind = Literal["score", "score_clean", "denoise"]
+
+
 @dataclass
 class _Request:
     samples: np.ndarray
     sample_rate: int
     loop: asyncio.AbstractEventLoop
-    future: asyncio.Future[dict[str, float]]
+    future: asyncio.Future[Any]
+    kind: RequestKind = "score"
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
@@ -165,11 +178,35 @@ class InferenceEngine:
         assert self.precision is not None
         return self.precision
 
-    async def score(self, samples: np.ndarray, sample_rate: int) -> dict[str, float]:
-        """Score one mono window; returns {target label: score}."""
+    async def score(
+        self, samples: np.ndarray, sample_rate: int, *, denoise: bool = True
+    ) -> dict[str, float]:
+        """Score one mono window; returns {target label: score}. With a denoiser, the window is
+        denoised first unless ``denoise=False`` (audio the caller already denoised)."""
+        kind: RequestKind = "score" if denoise or self.denoiser is None else "score_clean"
+        result: dict[str, float] = await self._submit(samples, sample_rate, kind)
+        return result
+
+    async def denoise(self, samples: np.ndarray, sample_rate: int) -> np.ndarray:
+        """Denoise one mono block of a stream; returns float32 (n,) at the same rate (resampled
+        to the denoiser's rate and back inside the worker). Equal-length blocks are batched."""
+        if self.denoiser is None:
+            raise RuntimeError("this inference engine has no denoiser")
+        result: np.ndarray = await self._submit(samples, sample_rate, "denoise")
+        return result
+
+    @property
+    def denoise_geometry(self) -> tuple[float, int] | None:
+        """(grid seconds, context grids) of the denoiser's chunk grid (see
+        `StreamDenoiser`), or None without a denoiser."""
+        if self.denoiser is None:
+            return None
+        return self.denoiser.grid_seconds, self.denoiser.context_grids
+
+    async def _submit(self, samples: np.ndarray, sample_rate: int, kind: RequestKind) -> Any:
         samples = _checked(samples, sample_rate)
         loop = asyncio.get_running_loop()
-        request = _Request(samples, int(sample_rate), loop, loop.create_future())
+        request = _Request(samples, int(sample_rate), loop, loop.create_future(), kind)
         while True:
             with self._cond:
                 if self._state != "running":
@@ -312,15 +349,19 @@ class InferenceEngine:
             return batch
 
     def _run_batch(self, batch: list[_Request]) -> None:
-        groups: dict[tuple[int, int], list[_Request]] = {}
+        groups: dict[tuple[RequestKind, int, int], list[_Request]] = {}
         for req in batch:
             if not req.future.cancelled():
-                groups.setdefault((req.sample_rate, req.samples.shape[0]), []).append(req)
-        for (rate, n), reqs in groups.items():
+                key = (req.kind, req.sample_rate, req.samples.shape[0])
+                groups.setdefault(key, []).append(req)
+        for (kind, rate, n), reqs in groups.items():
             started = time.perf_counter()
             try:
                 waveforms = torch.from_numpy(np.stack([r.samples for r in reqs]))
-                scores = self._pipeline(waveforms, rate).numpy()
+                if kind == "denoise":
+                    outputs = self._denoise_at(waveforms, rate).numpy()
+                else:
+                    outputs = self._pipeline(waveforms, rate, kind == "score").numpy()
                 error = None
             except Exception as exc:
                 log.exception("inference batch of %d failed", len(reqs))
@@ -340,21 +381,40 @@ class InferenceEngine:
             for i, req in enumerate(reqs):
                 if error is not None:
                     _deliver(req, error=error)
+                elif kind == "denoise":
+                    _deliver(req, np.ascontiguousarray(outputs[i], dtype=np.float32))
                 else:
                     _deliver(
-                        req, {label: float(v) for label, v in zip(labels, scores[i], strict=True)}
+                        req, {label: float(v) for label, v in zip(labels, outputs[i], strict=True)}
                     )
 
-    def _pipeline(self, waveforms: torch.Tensor, rate: int) -> torch.Tensor:
+    def _pipeline(self, waveforms: torch.Tensor, rate: int, denoise: bool = True) -> torch.Tensor:
         with torch.inference_mode():
             x = waveforms.to(self.device, dtype=torch.float32)
-            if self.denoiser is not None:
+            if self.denoiser is not None and denoise:
                 target = self.denoiser.sample_rate
                 x = self._resample(x, rate, target)
                 chosen = self.denoiser_precision
                 x = self._denoise(x, chosen.precision if chosen else "fp32")
                 rate = target
             return self.classifier.score(x, rate)
+
+    def _denoise_at(self, waveforms: torch.Tensor, rate: int) -> torch.Tensor:
+        """(B, n) at ``rate`` → (B, n) denoised at ``rate``, on the CPU."""
+        assert self.denoiser is not None
+        n = waveforms.shape[1]
+        target = self.denoiser.sample_rate
+        chosen = self.denoiser_precision
+        with torch.inference_mode():
+            x = self._resample(waveforms.to(self.device, dtype=torch.float32), rate, target)
+            short = self.denoiser.min_samples - x.shape[1]
+            if short > 0:  # a tiny tail (end of a short run): pad with silence, crop below
+                x = torch.nn.functional.pad(x, (0, short))
+            x = self._denoise(x, chosen.precision if chosen else "fp32")
+            x = self._resample(x, target, rate)[:, :n]
+            if x.shape[1] < n:  # resampling back can come out a sample short
+                x = torch.nn.functional.pad(x, (0, n - x.shape[1]))
+            return x.cpu()
 
     def _denoise(self, x: torch.Tensor, precision: Precision) -> torch.Tensor:
         # The denoiser keeps its own signal processing out of autocast (see Denoiser.denoise).

@@ -263,6 +263,7 @@ class Daemon:
             window_from=window_from,
             window_until=window_until,
             forget_when_done=isinstance(mode, ArchiveRange),
+            stream_denoiser=wiring.stream_denoiser_factory(self._engine()),
         )
 
     def _state_files(self) -> dict[str, FeedStateFile]:

@@ -2,6 +2,10 @@
 
     segments → decode_stream → RingBuffer → WindowScheduler → engine.score → EventBuilder → publish
 
+With a denoiser, each feed's decoded audio is denoised once as a stream (``StreamDenoiser``,
+through the engine) and the ring buffer holds the denoised audio; windows cut from it are scored
+without the denoiser. Without one, the decoded audio goes into the ring as it is.
+
 Only the segment source differs (``follow_live`` or ``read_archive``); it is opened from the
 feed's resume point, so a restarted task (or process) goes on where the last one stopped.
 
@@ -31,6 +35,7 @@ import numpy as np
 from monitor.audio.chunk import AudioChunk
 from monitor.audio.decoder import ContinuousDecoder, Decoded, DecoderSettings
 from monitor.audio.ring_buffer import RingBuffer, RingBufferSettings
+from monitor.audio.stream_denoise import StreamDenoiser
 from monitor.audio.window import Window
 from monitor.audio.windows import WindowScheduler, WindowSettings
 from monitor.events.builder import EventBuilder
@@ -50,6 +55,14 @@ Publish = Callable[[dict[str, Any]], Awaitable[None]]
 
 class Scorer(Protocol):
     async def score(self, samples: np.ndarray, sample_rate: int) -> dict[str, float]: ...
+
+
+class CleanScorer(Protocol):
+    """A scorer that can skip its denoiser (the pipeline denoised the stream already)."""
+
+    async def score(
+        self, samples: np.ndarray, sample_rate: int, *, denoise: bool = True
+    ) -> dict[str, float]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +91,11 @@ class _Scored:
 @dataclass(frozen=True, slots=True)
 class _Gap:
     gap: SegmentGap
+
+
+@dataclass(frozen=True, slots=True)
+class _Flushed:
+    resume: ResumePoint | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +147,9 @@ class FeedPipeline:
     window_until: datetime | None = None
     forget_when_done: bool = False  # replay: a finished range needs no resume point
     progress: FeedProgress = field(default_factory=FeedProgress)
+    # A new StreamDenoiser per run: the ring then holds denoised audio and ``scorer`` must be a
+    # CleanScorer (windows are scored with denoise=False). None: raw audio, scored as it is.
+    stream_denoiser: Callable[[], StreamDenoiser] | None = None
 
     def __post_init__(self) -> None:
         if self.state_file is not None and self.progress.resume is None:
@@ -198,6 +219,44 @@ class FeedPipeline:
         recent: deque[tuple[SegmentRef, datetime, datetime]] = deque(maxlen=64)
         last_start: datetime | None = None
         skipped = {"gap": 0, "overrun": 0}
+        stream = self.stream_denoiser() if self.stream_denoiser is not None else None
+
+        async def cut(chunk: AudioChunk) -> int:
+            """Write one chunk into the ring and submit the windows it completes."""
+            nonlocal ring, scheduler, last_start
+            if ring is None or ring.sample_rate != chunk.sample_rate:
+                ring = RingBuffer(
+                    self.feed,
+                    RingBufferSettings(self.settings.ring_seconds, chunk.sample_rate),
+                )
+                scheduler = WindowScheduler.from_settings(self.windows)
+            assert scheduler is not None
+            before = ring.dropped_samples
+            ring.write(chunk)
+            if self.metrics is not None and ring.dropped_samples > before:
+                self.metrics.ring_overrun(self.feed, ring.dropped_samples - before)
+            count = 0
+            for window in scheduler.ready(ring):
+                if floor is not None and window.start_utc < floor:
+                    continue
+                if until is not None and window.start_utc >= until:
+                    continue
+                if last_start is not None and window.start_utc <= last_start:
+                    continue  # a new ring after a rate change: never score twice
+                future = asyncio.ensure_future(self._score(window, denoised=stream is not None))
+                last_start = window.start_utc
+                count += 1
+                await queue.put(_Scored(window, future))
+            self._count_skipped(scheduler, skipped)
+            return count
+
+        def next_point() -> ResumePoint | None:
+            if last_start is not None:
+                return self._resume_point(
+                    last_start + timedelta(seconds=self.windows.hop_s), recent
+                )
+            return self._resume_point(floor, recent)
+
         stop_wait = asyncio.ensure_future(self.stop.wait())
         try:
             async with contextlib.aclosing(
@@ -208,49 +267,35 @@ class FeedPipeline:
                     if item is None:
                         break
                     if isinstance(item, SegmentGap):
+                        if stream is not None:
+                            for out in await stream.flush():
+                                await cut(out)
                         if ring is not None:
                             ring.mark_gap(item)
                         await queue.put(_Gap(item))
                         continue
-                    if ring is None or ring.sample_rate != item.sample_rate:
-                        ring = RingBuffer(
-                            self.feed,
-                            RingBufferSettings(self.settings.ring_seconds, item.sample_rate),
-                        )
-                        scheduler = WindowScheduler.from_settings(self.windows)
-                    assert scheduler is not None
-                    before = ring.dropped_samples
-                    ring.write(item)
+                    count = 0
+                    for out in [item] if stream is None else await stream.feed(item):
+                        count += await cut(out)
                     chunk_end = after_samples(item.start_utc, item.frames, item.sample_rate)
                     recent.append((item.source, item.start_utc, chunk_end))
-                    if self.metrics is not None and ring.dropped_samples > before:
-                        self.metrics.ring_overrun(self.feed, ring.dropped_samples - before)
-                    count = 0
-                    for window in scheduler.ready(ring):
-                        if floor is not None and window.start_utc < floor:
-                            continue
-                        if until is not None and window.start_utc >= until:
-                            continue
-                        if last_start is not None and window.start_utc <= last_start:
-                            continue  # a new ring after a rate change: never score twice
-                        future = asyncio.ensure_future(
-                            self.scorer.score(window.samples, window.sample_rate)
-                        )
-                        last_start = window.start_utc
-                        count += 1
-                        await queue.put(_Scored(window, future))
-                    self._count_skipped(scheduler, skipped)
-                    if last_start is not None:
-                        next_start = last_start + timedelta(seconds=self.windows.hop_s)
-                    else:
-                        next_start = floor
-                    point = self._resume_point(next_start, recent)
-                    await queue.put(_SegmentDone(item, chunk_end, count, point))
+                    await queue.put(_SegmentDone(item, chunk_end, count, next_point()))
                     if self.health is not None and self.settings.analyze_audio:
                         await self._analyze(item)
+            if stream is not None and not self.stop.is_set() and stream.pending_samples:
+                # The source ended: the audio held back for right context is scored too.
+                for out in await stream.flush():
+                    await cut(out)
+                await queue.put(_Flushed(next_point()))
         finally:
             stop_wait.cancel()
         await queue.put(_END)
+
+    def _score(self, window: Window, *, denoised: bool) -> Awaitable[dict[str, float]]:
+        if not denoised:
+            return self.scorer.score(window.samples, window.sample_rate)
+        scorer: CleanScorer = self.scorer  # type: ignore[assignment]
+        return scorer.score(window.samples, window.sample_rate, denoise=False)
 
     async def _counted(
         self, items: AsyncIterator[Segment | SegmentGap]
@@ -357,6 +402,10 @@ class FeedPipeline:
                 await self._advance(gap.end_utc)
             elif isinstance(item, _SegmentDone):
                 await self._segment_done(item)
+            elif isinstance(item, _Flushed) and item.resume is not None:
+                self.progress.resume = item.resume
+                if self.state_file is not None:
+                    await self.state_file.save(item.resume)
 
     async def _segment_done(self, done: _SegmentDone) -> None:
         progress = self.progress

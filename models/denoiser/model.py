@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
 from models.denoiser.frontend import DenoiserOptions, spectrogram
-from models.denoiser.streaming import StreamingSettings, denoise_waveforms
+from models.denoiser.streaming import MIN_FRAMES, StreamingSettings, denoise_waveforms
 from models.denoiser.unet import UNet
 
 
@@ -33,6 +35,26 @@ class Denoiser(nn.Module):
     @property
     def sample_rate(self) -> int:
         return self.options.sr
+
+    @property
+    def grid_seconds(self) -> float:
+        """Spacing of the chunk grid (the network hop, 0.96 s by default). A block of a stream
+        that starts on this grid sees the chunks where a pass over the whole stream sees them."""
+        return self.streaming.hop_frames * self.options.hop_length / self.options.sr
+
+    @property
+    def context_grids(self) -> int:
+        """Grid steps of context a block needs on each side of the part it keeps, so that every
+        chunk reaching that part is an inner chunk of both the block and the whole stream (the
+        last chunk runs up to 15 frames long; STFT edges reach n_fft/2 samples in)."""
+        edge = math.ceil(self.options.n_fft / 2 / self.options.hop_length)
+        span = self.streaming.chunk_frames + MIN_FRAMES + edge
+        return math.ceil(span / self.streaming.hop_frames)
+
+    @property
+    def min_samples(self) -> int:
+        """Shortest input the STFT's reflect padding accepts."""
+        return self.options.n_fft // 2 + 1
 
     @property
     def base_width(self) -> int:
