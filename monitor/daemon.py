@@ -184,9 +184,17 @@ class Daemon:
         pipeline = self.settings.pipeline
         # The ring must hold a window and a segment's worth of decoding ahead of it.
         ring_seconds = max(pipeline.ring_seconds, window.length_s * 2 + 20.0)
-        pipeline_settings = dataclasses.replace(pipeline, ring_seconds=ring_seconds)
         supervisor = config.supervisor
         engine = self.engine = wiring.make_engine(config, models)
+        margin_s = pipeline.resume_margin_s
+        if engine.denoise_geometry is not None:
+            # A resumed stream denoiser needs its left context re-read too, so the first
+            # windows after a restart are denoised as in an unbroken run.
+            grid_seconds, context_grids = engine.denoise_geometry
+            margin_s += grid_seconds * context_grids
+        pipeline_settings = dataclasses.replace(
+            pipeline, ring_seconds=ring_seconds, resume_margin_s=margin_s
+        )
         executor = ThreadPoolExecutor(self.settings.decoder_threads, thread_name_prefix="decode")
         code = 0
         try:
