@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from monitor.audio.decoder import ChannelPolicy
+from monitor.audio.stream_denoise import StreamDenoiseSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +36,8 @@ def check_thresholds(thresholds: dict[str, float]) -> None:
 @dataclass(frozen=True, slots=True)
 class DenoiserSettings:
     checkpoint: Path | None = None  # None: no denoising
+    # Each feed's stream is denoised once, in blocks (see monitor/audio/stream_denoise.py).
+    stream: StreamDenoiseSettings = field(default_factory=StreamDenoiseSettings)
 
 
 @dataclass(frozen=True, slots=True)

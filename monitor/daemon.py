@@ -271,7 +271,9 @@ class Daemon:
             window_from=window_from,
             window_until=window_until,
             forget_when_done=isinstance(mode, ArchiveRange),
-            stream_denoiser=wiring.stream_denoiser_factory(self._engine()),
+            stream_denoiser=wiring.stream_denoiser_factory(
+                self._engine(), self.config.denoiser.stream
+            ),
         )
 
     def _state_files(self) -> dict[str, FeedStateFile]:

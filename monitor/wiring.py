@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from monitor.audio.stream_denoise import StreamDenoiser
+from monitor.audio.stream_denoise import StreamDenoiser, StreamDenoiseSettings
 from monitor.events.builder import EventBuilder
 from monitor.events.identity import FeedInfo, ModelIdentity, PipelineModels
 from monitor.outputs.base import Output
@@ -79,14 +79,16 @@ def make_engine(config: Config, models: Models) -> InferenceEngine:
     return InferenceEngine(models.classifier, models.denoiser, config.engine)
 
 
-def stream_denoiser_factory(engine: InferenceEngine) -> Callable[[], StreamDenoiser] | None:
+def stream_denoiser_factory(
+    engine: InferenceEngine, settings: StreamDenoiseSettings | None = None
+) -> Callable[[], StreamDenoiser] | None:
     """Per-run stream denoisers through ``engine`` (each feed's audio denoised once), or None
     when the engine has no denoiser."""
     geometry = engine.denoise_geometry
     if geometry is None:
         return None
     grid_seconds, context_grids = geometry
-    return functools.partial(StreamDenoiser, engine.denoise, grid_seconds, context_grids)
+    return functools.partial(StreamDenoiser, engine.denoise, grid_seconds, context_grids, settings)
 
 
 def make_builder(config: Config, models: Models, node: str) -> EventBuilder:

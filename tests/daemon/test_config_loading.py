@@ -8,6 +8,7 @@ import tomllib
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from monitor.config import (
@@ -257,6 +258,24 @@ def test_nested_sections_from_file_env_and_flags(tmp_path: Path) -> None:
     assert later.follower.archive.timing.precedence is TimingSource.PROGRAM_DATE_TIME
     with pytest.raises(ConfigError, match=r"follower\.timing\.precedence: expected one of"):
         load_config(env={"HYDROMON_FOLLOWER__TIMING__PRECEDENCE": "pdt"})
+
+
+def test_stream_denoise_settings_reach_the_stream_denoiser(tmp_path: Path) -> None:
+    from monitor.audio.stream_denoise import StreamDenoiseSettings
+    from monitor.wiring import stream_denoiser_factory
+    from tests.audio.stream_denoise_support import calibrated_denoiser, engine_with
+
+    config = load_config(
+        write(tmp_path, "[denoiser.stream]\nblock_grids = 3\n"),
+        env={"HYDROMON_DENOISER__STREAM__SNAP_SAMPLES": "4"},
+    )
+    assert config.denoiser.stream == StreamDenoiseSettings(block_grids=3, snap_samples=4)
+    with pytest.raises(ConfigError, match=r"denoiser\.stream\.block_grids: expected an integer"):
+        load_config(overrides=[parse_set("denoiser.stream.block_grids=0")])
+    noise = np.random.default_rng(0).standard_normal(48000).astype(np.float32) * 0.1
+    engine = engine_with(calibrated_denoiser(noise, 48000), tmp_path / "tiny")
+    make = stream_denoiser_factory(engine, config.denoiser.stream)
+    assert make is not None and make().settings == config.denoiser.stream
 
 
 def test_daemon_section_and_switches() -> None:
