@@ -55,11 +55,8 @@ def config_values(bundle: Bundle) -> dict[str, Any]:
 
 
 def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def bundle_files(folder: Path) -> dict[str, str]:
@@ -71,7 +68,19 @@ def bundle_files(folder: Path) -> dict[str, str]:
     }
 
 
-def _need(manifest: dict[str, Any], key: str, kind: type | tuple[type, ...], where: Path) -> Any:
+_REQUIRED = object()
+
+
+def _need(
+    manifest: dict[str, Any],
+    key: str,
+    kind: type | tuple[type, ...],
+    where: Path,
+    default: Any = _REQUIRED,
+) -> Any:
+    """``manifest[key]`` if it is a ``kind``; ``default`` when absent and one is given."""
+    if key not in manifest and default is not _REQUIRED:
+        return default
     if key not in manifest:
         raise BundleError(f"{where}: {MANIFEST} lacks {key!r}")
     value = manifest[key]
@@ -146,12 +155,7 @@ def load_bundle(path: str | Path) -> Bundle:
     manifest_path = folder / MANIFEST
     if not manifest_path.is_file():
         raise BundleError(f"{folder} is not a model bundle: no {MANIFEST}")
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise BundleError(f"{manifest_path}: cannot read it ({error})") from error
-    if not isinstance(manifest, dict):
-        raise BundleError(f"{manifest_path}: not a JSON object")
+    manifest = _read_json(manifest_path, folder)
     version = _need(manifest, "format_version", int, folder)
     if version != BUNDLE_FORMAT:
         raise BundleError(
@@ -200,7 +204,7 @@ def load_bundle(path: str | Path) -> Bundle:
         classifier_sample_rate=int(rates["classifier"]),
         denoiser_path=folder / DENOISER_FILE if has_denoiser else None,
         denoiser_sample_rate=int(rates["denoiser"]) if has_denoiser else None,
-        metrics=dict(manifest.get("metrics", {})),
-        provenance=dict(manifest.get("provenance", {})),
+        metrics=dict(_need(manifest, "metrics", dict, folder, {})),
+        provenance=dict(_need(manifest, "provenance", dict, folder, {})),
         files=dict(listed),
     )

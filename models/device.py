@@ -84,6 +84,13 @@ def configure_threads(num_threads: int = 0, interop_threads: int = 1) -> ThreadC
     return ThreadConfig(intra_op=torch.get_num_threads(), inter_op=torch.get_num_interop_threads())
 
 
+def autocast_at(precision: Precision, device: torch.device) -> AbstractContextManager[object]:
+    """bf16 autocast on `device` for "bf16", nothing for "fp32"."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
 def autocast_off(device: torch.device) -> AbstractContextManager[object]:
     """Autocast disabled on `device`: signal processing inside a caller's bf16 autocast
     region keeps full precision (and kernels such as the FFT and lfilter that refuse bf16)."""

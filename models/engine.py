@@ -19,8 +19,8 @@ import math
 import threading
 import time
 from collections import Counter, deque
-from contextlib import AbstractContextManager, nullcontext, suppress
-from dataclasses import dataclass, field
+from contextlib import suppress
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -32,6 +32,7 @@ from models.device import (
     Precision,
     PrecisionChoice,
     ThreadConfig,
+    autocast_at,
     choose_precision,
     configure_threads,
     select_device,
@@ -77,17 +78,7 @@ class EngineStats:
     waiting_for_space: int = 0  # callers held back by a full queue right now
 
     def copy(self) -> EngineStats:
-        return EngineStats(
-            requests=self.requests,
-            failed_requests=self.failed_requests,
-            batches=self.batches,
-            failed_batches=self.failed_batches,
-            batch_sizes=Counter(self.batch_sizes),
-            inference_seconds=self.inference_seconds,
-            audio_seconds=self.audio_seconds,
-            queue_depth=self.queue_depth,
-            waiting_for_space=self.waiting_for_space,
-        )
+        return replace(self, batch_sizes=Counter(self.batch_sizes))
 
 
 # What a request asks for: scores (through the denoiser when there is one), scores of audio
@@ -393,9 +384,7 @@ class InferenceEngine:
             x = waveforms.to(self.device, dtype=torch.float32)
             if self.denoiser is not None and denoise:
                 target = self.denoiser.sample_rate
-                x = self._resample(x, rate, target)
-                chosen = self.denoiser_precision
-                x = self._denoise(x, chosen.precision if chosen else "fp32")
+                x = self._denoise(self._resample(x, rate, target))
                 rate = target
             return self.classifier.score(x, rate)
 
@@ -404,28 +393,26 @@ class InferenceEngine:
         assert self.denoiser is not None
         n = waveforms.shape[1]
         target = self.denoiser.sample_rate
-        chosen = self.denoiser_precision
         with torch.inference_mode():
             x = self._resample(waveforms.to(self.device, dtype=torch.float32), rate, target)
             short = self.denoiser.min_samples - x.shape[1]
             if short > 0:  # a tiny tail (end of a short run): pad with silence, crop below
                 x = torch.nn.functional.pad(x, (0, short))
-            x = self._denoise(x, chosen.precision if chosen else "fp32")
+            x = self._denoise(x)
             x = self._resample(x, target, rate)[:, :n]
             if x.shape[1] < n:  # resampling back can come out a sample short
                 x = torch.nn.functional.pad(x, (0, n - x.shape[1]))
             return x.cpu()
 
-    def _denoise(self, x: torch.Tensor, precision: Precision) -> torch.Tensor:
+    def _denoise(self, x: torch.Tensor, precision: Precision | None = None) -> torch.Tensor:
+        """Denoise at ``precision`` (the probe's), else at the one chosen at set-up."""
         # The denoiser keeps its own signal processing out of autocast (see Denoiser.denoise).
         assert self.denoiser is not None
-        with self._autocast(precision):
+        if precision is None:
+            chosen = self.denoiser_precision
+            precision = chosen.precision if chosen else "fp32"
+        with autocast_at(precision, self.device):
             return self.denoiser.denoise(x).float()
-
-    def _autocast(self, precision: Precision) -> AbstractContextManager[object]:
-        if precision == "bf16":
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return nullcontext()
 
     def _resample(self, x: torch.Tensor, orig: int, new: int) -> torch.Tensor:
         if orig == new:

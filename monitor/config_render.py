@@ -16,7 +16,7 @@ _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
 def to_plain(value: Any) -> Any:
     """Dataclasses → dicts, tuples → lists, paths → strings, enums → values; None stays."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+    if _is_section(value):
         return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, list | tuple):
         return [to_plain(item) for item in value]

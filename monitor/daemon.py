@@ -28,6 +28,7 @@ from prometheus_client import Counter
 
 from models.engine import InferenceEngine
 from monitor import wiring
+from monitor.audio.windows import WindowSettings
 from monitor.daemon_settings import DaemonSettings
 from monitor.events.messages import feed_status_message
 from monitor.health.board import HealthBoard
@@ -63,7 +64,10 @@ class ArchiveRange:
     end: datetime
 
     def __post_init__(self) -> None:
-        if require_aware(self.end) <= require_aware(self.start):
+        # In UTC, so that ``scope`` (and every time derived from the range) reads as UTC.
+        object.__setattr__(self, "start", require_aware(self.start))
+        object.__setattr__(self, "end", require_aware(self.end))
+        if self.end <= self.start:
             raise ValueError(
                 f"empty range: {format_utc(self.start)} is not before {format_utc(self.end)}"
             )
@@ -170,6 +174,8 @@ class Daemon:
         config = self.config
         try:
             models = await wiring.load_models(config)
+            # The engine picks its device here: an unusable one is a bad config too.
+            engine = self.engine = wiring.make_engine(config, models)
         except (ValueError, OSError) as error:
             log.error("cannot load the models", error=str(error))
             return 2
@@ -185,7 +191,6 @@ class Daemon:
         # The ring must hold a window and a segment's worth of decoding ahead of it.
         ring_seconds = max(pipeline.ring_seconds, window.length_s * 2 + 20.0)
         supervisor = config.supervisor
-        engine = self.engine = wiring.make_engine(config, models)
         margin_s = pipeline.resume_margin_s
         if engine.denoise_geometry is not None:
             # A resumed stream denoiser needs its left context re-read too, so the first
@@ -233,7 +238,7 @@ class Daemon:
         store: S3Store,
         models: wiring.Models,
         follower: FollowerSettings,
-        window: Any,
+        window: WindowSettings,
         settings: PipelineSettings,
         state_file: FeedStateFile | None,
         executor: ThreadPoolExecutor,

@@ -393,19 +393,18 @@ class FeedPipeline:
                     end=format_utc(gap.end_utc),
                     key=None if gap.ref is None else gap.ref.key,
                 )
+                kind = gap.reason.split(":")[0]
                 if self.health is not None:
-                    self.health.note_gap(gap.reason.split(":")[0])
+                    self.health.note_gap(kind)
                 if self.metrics is not None:
-                    self.metrics.segment_gap(self.feed, gap.reason.split(":")[0])
+                    self.metrics.segment_gap(self.feed, kind)
                 for message in self.builder.advance_to(self.feed, gap.end_utc):
                     await self._emit(message)
                 await self._advance(gap.end_utc)
             elif isinstance(item, _SegmentDone):
                 await self._segment_done(item)
-            elif isinstance(item, _Flushed) and item.resume is not None:
-                self.progress.resume = item.resume
-                if self.state_file is not None:
-                    await self.state_file.save(item.resume)
+            elif isinstance(item, _Flushed):
+                await self._record(item.resume)
 
     async def _segment_done(self, done: _SegmentDone) -> None:
         progress = self.progress
@@ -417,13 +416,18 @@ class FeedPipeline:
             key=chunk.source.key,
             start=format_utc(chunk.start_utc),
             windows=done.windows,
-            first_window=None if progress.last_window is None else format_utc(progress.last_window),
+            last_window=None if progress.last_window is None else format_utc(progress.last_window),
         )
-        if done.resume is not None:
-            progress.resume = done.resume
-            if self.state_file is not None:
-                await self.state_file.save(done.resume)
+        await self._record(done.resume)
         await self._advance(done.chunk_end)
+
+    async def _record(self, resume: ResumePoint | None) -> None:
+        """Keep the newest resume point and save it (throttled by the state file)."""
+        if resume is None:
+            return
+        self.progress.resume = resume
+        if self.state_file is not None:
+            await self.state_file.save(resume)
 
     async def _advance(self, until: datetime) -> None:
         progress = self.progress

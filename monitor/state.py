@@ -18,7 +18,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from monitor.logs import get_logger
 from monitor.timebase import format_utc, parse_utc, require_aware
+
+log = get_logger(__name__)
 
 STATE_VERSION = 1
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -142,7 +145,11 @@ class FeedStateFile:
 
     async def _flush_after(self, delay: float) -> None:
         await asyncio.sleep(delay)
-        await self.flush()
+        try:
+            await self.flush()
+        except OSError as error:
+            # Nobody awaits this task: say so here; the point stays pending for the next write.
+            log.error("cannot save the resume point", feed=self.feed, error=str(error))
 
     async def flush(self) -> None:
         """Write the pending point now (also cancels a scheduled write)."""
@@ -154,7 +161,12 @@ class FeedStateFile:
             if point is None:
                 return
             text = json.dumps(point.to_json(), indent=2) + "\n"
-            await asyncio.to_thread(write_atomically, self.path, text)
+            try:
+                await asyncio.to_thread(write_atomically, self.path, text)
+            except BaseException:
+                if self._pending is None:  # not replaced by a newer point meanwhile
+                    self._pending = point
+                raise
             self._last_write = time.monotonic()
 
     async def discard(self) -> None:

@@ -33,7 +33,7 @@ class SupervisorSettings:
 
 @dataclass(slots=True)
 class TaskHealth:
-    """What /status and the metrics show about one supervised task."""
+    """Where one supervised task stands (the daemon keeps one per feed)."""
 
     name: str
     state: str = "starting"  # starting | running | backoff | finished
@@ -41,16 +41,6 @@ class TaskHealth:
     last_error: str | None = None
     last_error_utc: datetime | None = None
     next_retry_s: float | None = None
-    history: list[str] = field(default_factory=list)  # the last few errors, newest last
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "state": self.state,
-            "restarts": self.restarts,
-            "last_error": self.last_error,
-            "last_error_utc": self.last_error_utc.isoformat() if self.last_error_utc else None,
-            "next_retry_s": self.next_retry_s,
-        }
 
 
 def backoff_delay(attempt: int, settings: SupervisorSettings, rng: random.Random) -> float:
@@ -94,7 +84,6 @@ async def supervise(
             health.last_error = f"{type(error).__name__}: {error}"
             health.last_error_utc = utc_now()
             health.next_retry_s = delay
-            health.history = [*health.history[-9:], health.last_error]
             log.error(
                 "task crashed; restarting",
                 task=name,

@@ -44,10 +44,9 @@ def parse_utc(text: str) -> datetime:
     return moment.astimezone(UTC)
 
 
-def format_utc(moment: datetime, *, millis: bool = True) -> str:
-    """Aware datetime → ``2024-06-07T12:00:00.000Z``."""
-    spec = "milliseconds" if millis else "seconds"
-    return require_aware(moment).isoformat(timespec=spec).replace("+00:00", "Z")
+def format_utc(moment: datetime, *, timespec: str = "milliseconds") -> str:
+    """Aware datetime → ``2024-06-07T12:00:00.000Z`` (``timespec`` as ``datetime.isoformat``)."""
+    return require_aware(moment).isoformat(timespec=timespec).replace("+00:00", "Z")
 
 
 def parse_duration(text: str | float | int) -> timedelta:
@@ -72,11 +71,3 @@ def after_samples(origin: datetime, samples: int, sample_rate: int) -> datetime:
     """The moment ``samples`` samples after ``origin`` (microsecond resolution)."""
     micros = (samples * 1_000_000 + sample_rate // 2) // sample_rate
     return require_aware(origin) + timedelta(microseconds=micros)
-
-
-def floor_to(moment: datetime, step: timedelta) -> datetime:
-    """Largest multiple of ``step`` since the Unix epoch that is ≤ ``moment`` (grid alignment)."""
-    epoch = datetime(1970, 1, 1, tzinfo=UTC)
-    step_us = step // timedelta(microseconds=1)
-    since = (require_aware(moment) - epoch) // timedelta(microseconds=1)
-    return epoch + timedelta(microseconds=(since // step_us) * step_us)

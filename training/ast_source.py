@@ -65,15 +65,11 @@ def save_checkpoint(
     old = folder.with_name(f".{folder.name}.old")
     for leftover in (staging, old):
         if leftover.exists():
-            _remove_tree(leftover)
+            shutil.rmtree(leftover)
     model.save_pretrained(staging)
     extractor.save_pretrained(staging)
     if folder.exists():
         folder.rename(old)
     staging.rename(folder)
     if old.exists():
-        _remove_tree(old)
-
-
-def _remove_tree(path: Path) -> None:
-    shutil.rmtree(path)
+        shutil.rmtree(old)

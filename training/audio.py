@@ -26,6 +26,12 @@ def load_mono(path: Path, sample_rate: int) -> np.ndarray:
     return resample(np.asarray(samples, dtype=np.float32).mean(axis=0), int(rate), sample_rate)
 
 
+def load_mono_fixed(path: Path, sample_rate: int, length: int) -> np.ndarray:
+    """(length,) float32: the clip's first ``length`` samples, zero-padded when it is shorter."""
+    samples = load_mono(path, sample_rate)[:length]
+    return np.pad(samples, (0, length - len(samples)))
+
+
 def save_mono(path: Path, samples: np.ndarray, sample_rate: int) -> None:
     """Atomically: a clip on disk is complete or absent."""
     with atomic_path(path) as temporary:

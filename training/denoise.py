@@ -16,7 +16,7 @@ from models.denoiser import load_denoiser
 from training.audio import load_mono, resample, save_mono
 from training.cli_support import step_command
 from training.device import pick_device
-from training.manifest import Clip, read_manifest, write_manifest
+from training.manifest import Clip, manifest_file, read_manifest, write_manifest
 from training.steprun import StepRun
 
 
@@ -52,17 +52,18 @@ def run_denoise(
     *,
     max_units: int | None = None,
 ) -> Path:
-    manifest_file = manifest / "manifest.csv" if manifest.is_dir() else manifest
+    manifest_path = manifest_file(manifest)
     run = StepRun(
         "denoise",
         out,
         settings,
-        inputs={"manifest": manifest_file, "denoiser": checkpoint},
+        inputs={"manifest": manifest_path, "denoiser": checkpoint},
         max_units=max_units,
     )
-    clips = read_manifest(manifest_file)
+    clips = read_manifest(manifest_path)
     denoiser = load_denoiser(checkpoint, pick_device(settings.device))
     rate = denoiser.sample_rate
+    device = next(denoiser.parameters()).device
     for number, batch in enumerate(
         tqdm(batches(clips, settings.batch_size), desc="denoise", unit="batch")
     ):
@@ -70,11 +71,7 @@ def run_denoise(
         if run.progress.done(unit):
             continue
         audio = np.stack([load_mono(clip.path, rate) for clip in batch])
-        cleaned = (
-            denoiser.denoise(torch.from_numpy(audio).to(next(denoiser.parameters()).device))
-            .cpu()
-            .numpy()
-        )
+        cleaned = denoiser.denoise(torch.from_numpy(audio).to(device)).cpu().numpy()
         for clip, samples in zip(batch, cleaned, strict=True):
             save_mono(
                 denoised_path(out, clip, settings.clip_format),

@@ -19,7 +19,7 @@ import torch
 from tqdm import tqdm
 
 from models.classifier.ast import ClassifierLoadError, load_classifier
-from training.audio import load_mono
+from training.audio import load_mono_fixed
 from training.cli_support import step_command
 from training.device import pick_device
 from training.figures import (
@@ -73,10 +73,10 @@ def clip_scores(
     length = classifier.window_samples
     rows = []
     for start in range(0, len(clips), settings.batch_size):
-        waves = []
-        for clip in clips[start : start + settings.batch_size]:
-            samples = load_mono(clip.path, classifier.sample_rate)[:length]
-            waves.append(np.pad(samples, (0, length - len(samples))))
+        waves = [
+            load_mono_fixed(clip.path, classifier.sample_rate, length)
+            for clip in clips[start : start + settings.batch_size]
+        ]
         rows.append(classifier.score(torch.from_numpy(np.stack(waves))).numpy())
     return list(classifier.target_labels), np.concatenate(rows)
 

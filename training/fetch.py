@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from monitor.hls.s3 import S3Settings, S3Store, open_store
 from training.cli_support import step_command
-from training.files import atomic_write_json
+from training.files import atomic_path, atomic_write_json
 from training.steprun import StepRun
 
 AUDIO_DIR = "audio"
@@ -91,11 +91,8 @@ async def list_remote(store: S3Store, settings: FetchSettings) -> list[RemoteFil
 
 
 def _md5(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
     with path.open("rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, lambda: hashlib.md5(usedforsecurity=False)).hexdigest()
 
 
 def _verify(part: Path, item: RemoteFile) -> None:
@@ -180,10 +177,8 @@ def fetch_local(settings: FetchSettings, run: StepRun) -> list[RemoteFile]:
         target = item.destination(run.out)
         if target.is_file() and target.stat().st_size == item.size and run.progress.done(item.key):
             continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        part = target.with_name(target.name + ".part")
-        shutil.copyfile(item.key, part)
-        part.replace(target)
+        with atomic_path(target) as temporary:
+            shutil.copyfile(item.key, temporary)
         run.unit_done(item.key, size=item.size, kind=item.kind)
     return found
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 import torchaudio
 from torch import nn
 
-from training.audio import load_mono
+from training.audio import load_mono_fixed
 
 
 def log_mel_batch(paths: list[Path], sample_rate: int, n_mels: int, seconds: float) -> torch.Tensor:
@@ -20,8 +19,7 @@ def log_mel_batch(paths: list[Path], sample_rate: int, n_mels: int, seconds: flo
     length = round(seconds * sample_rate)
     features = []
     for path in paths:
-        samples = load_mono(path, sample_rate)[:length]
-        samples = np.pad(samples, (0, length - len(samples)))
+        samples = load_mono_fixed(path, sample_rate, length)
         features.append(torch.log(mel(torch.from_numpy(samples)) + 1e-6))
     return torch.stack(features).unsqueeze(1)
 

@@ -7,6 +7,8 @@ import os
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
+from training.files import atomic_path
+
 NOISE = "noise"
 KINDS = ("call", "noise", "window")
 SPLITS = ("train", "val", "test")
@@ -35,8 +37,6 @@ COLUMNS = [field.name for field in fields(Clip)]
 
 def write_manifest(path: Path, clips: list[Clip]) -> None:
     """Write atomically (temp file + rename) so a reader never sees half a manifest."""
-    from training.files import atomic_path
-
     with atomic_path(path) as temporary, temporary.open("w", newline="", encoding="utf-8") as out:
         writer = csv.DictWriter(out, fieldnames=COLUMNS)
         writer.writeheader()
@@ -48,9 +48,13 @@ def write_manifest(path: Path, clips: list[Clip]) -> None:
             writer.writerow(row)
 
 
+def manifest_file(path: Path) -> Path:
+    """A manifest given as the file or as the folder holding ``manifest.csv``."""
+    return path / "manifest.csv" if path.is_dir() else path
+
+
 def read_manifest(path: Path) -> list[Clip]:
-    if path.is_dir():
-        path = path / "manifest.csv"
+    path = manifest_file(path)
     if not path.is_file():
         raise FileNotFoundError(f"no clip manifest at {path}")
     clips: list[Clip] = []

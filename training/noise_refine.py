@@ -21,7 +21,7 @@ from training.cli_support import step_command
 from training.device import pick_device
 from training.files import atomic_path, atomic_write_json, atomic_write_text
 from training.logmel import log_mel_batch, predict_call_probability, train_call_noise
-from training.manifest import Clip, read_manifest, write_manifest
+from training.manifest import Clip, manifest_file, read_manifest, write_manifest
 from training.steprun import StepRun
 
 
@@ -113,11 +113,11 @@ def run_noise_refine(
 ) -> Path:
     if settings.action not in ("drop", "relabel"):
         raise ValueError(f"[noise_refine] action must be drop or relabel, not {settings.action!r}")
-    manifest_file = manifest / "manifest.csv" if manifest.is_dir() else manifest
+    manifest_path = manifest_file(manifest)
     run = StepRun(
-        "noise_refine", out, settings, inputs={"manifest": manifest_file}, max_units=max_units
+        "noise_refine", out, settings, inputs={"manifest": manifest_path}, max_units=max_units
     )
-    clips = read_manifest(manifest_file)
+    clips = read_manifest(manifest_path)
     folds = folds_by_recording(clips, settings.folds)
     todo = [index for index in range(len(folds)) if not run.progress.done(f"fold{index}")]
     features: dict[str, torch.Tensor] = {}

@@ -42,9 +42,10 @@ def settings_from(cls: type[T], values: dict[str, Any], *, section: str) -> T:
 def load_settings(
     cls: type[T], config: dict[str, Any], section: str, overrides: dict[str, Any] | None = None
 ) -> T:
-    values = dict(config.get(section, {}))
-    if not isinstance(values, dict):
-        raise ValueError(f"[{section}] must be a table")
+    table = config.get(section, {})
+    if not isinstance(table, dict):
+        raise ValueError(f"[{section}] must be a table, not {table!r}")
+    values = dict(table)
     values.update({key: value for key, value in (overrides or {}).items() if value is not None})
     return settings_from(cls, values, section=section)
 

@@ -22,16 +22,16 @@ import torch
 import torch.nn.functional as F
 import torchaudio
 from tqdm import tqdm
-from transformers import ASTForAudioClassification
+from transformers import ASTFeatureExtractor, ASTForAudioClassification
 
 from models.classifier.features import FeatureExtractor, FeatureParams
 from training.ast_source import save_checkpoint, start_model
-from training.audio import load_mono
+from training.audio import load_mono_fixed
 from training.cli_support import step_command
 from training.corruption import mix_at_snr, uniform
 from training.device import pick_device
 from training.files import atomic_path
-from training.manifest import NOISE, Clip, read_manifest
+from training.manifest import NOISE, Clip, manifest_file, read_manifest
 from training.metrics import classification_report
 from training.steprun import StepRun
 
@@ -88,15 +88,11 @@ class ClipSet:
         settings: TrainClassifierSettings,
     ) -> None:
         index = {label: i for i, label in enumerate(labels)}
-        self.clips = clips
         self.targets = torch.tensor(
             [index[target_of(c, settings)] for c in clips], dtype=torch.long
         )
         length = params.window_samples
-        waves = []
-        for clip in clips:
-            samples = load_mono(clip.path, params.sampling_rate)[:length]
-            waves.append(np.pad(samples, (0, length - len(samples))))
+        waves = [load_mono_fixed(clip.path, params.sampling_rate, length) for clip in clips]
         self.waves = torch.from_numpy(np.stack(waves)) if waves else torch.zeros(0, length)
 
 
@@ -162,22 +158,20 @@ def run_train_classifier(
         raise ValueError(
             f"[train_classifier] balance must be sampler, loss or none, not {settings.balance!r}"
         )
-    manifest_file = manifest / "manifest.csv" if manifest.is_dir() else manifest
+    manifest_path = manifest_file(manifest)
     run = StepRun(
-        "train_classifier", out, settings, inputs={"manifest": manifest_file}, max_units=max_units
+        "train_classifier", out, settings, inputs={"manifest": manifest_path}, max_units=max_units
     )
-    clips = [c for c in read_manifest(manifest_file) if c.kind in settings.kinds]
+    clips = [c for c in read_manifest(manifest_path) if c.kind in settings.kinds]
     train_clips = [c for c in clips if c.split == "train"]
     labels = label_set(train_clips, settings)
     if len({target_of(c, settings) for c in train_clips}) < 2:
-        raise ValueError(f"{manifest_file}: the training split needs both calls and noise")
+        raise ValueError(f"{manifest_path}: the training split needs both calls and noise")
     device = pick_device(settings.device)
     torch.manual_seed(settings.seed)
     resuming = (out / STATE_FILE).exists() and (out / "last").is_dir()
     if resuming:
         model = ASTForAudioClassification.from_pretrained(out / "last")
-        from transformers import ASTFeatureExtractor
-
         extractor = ASTFeatureExtractor.from_pretrained(out / "last")
         origin = "resumed"
     else:

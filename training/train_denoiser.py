@@ -30,9 +30,19 @@ from models.denoiser import (
 )
 from training.audio import load_mono
 from training.cli_support import step_command
-from training.corruption import CORRUPTIONS, binary_mask, crop, db_noise, mix_at_snr, uniform, warp
+from training.corruption import (
+    CORRUPTIONS,
+    SYNTHETIC,
+    binary_mask,
+    crop,
+    db_noise,
+    mix_at_snr,
+    uniform,
+    warp,
+)
 from training.device import pick_device
-from training.manifest import Clip, read_manifest
+from training.files import atomic_path
+from training.manifest import Clip, manifest_file, read_manifest
 from training.steprun import StepRun
 
 FINAL_NAME = "ORCA-CLEAN.pk"
@@ -96,7 +106,7 @@ def training_pair(
         torch.randint(max(1, target.shape[1] - settings.frames + 1), (), generator=generator)
     )
     target, source = crop(target, settings.frames, start), crop(source, settings.frames, start)
-    if kind in ("gaussian", "chi2", "poisson", "exponential"):
+    if kind in SYNTHETIC:
         source = (source + db_noise(kind, source.shape, generator)).clamp(0.0, 1.0)
     elif kind == "binary_mask":
         target = binary_mask(target)
@@ -184,18 +194,18 @@ def run_train_denoiser(
         raise ValueError(
             f"[train_denoiser] corruptions {unknown or '[]'}: choose from {CORRUPTIONS}"
         )
-    manifest_file = manifest / "manifest.csv" if manifest.is_dir() else manifest
+    manifest_path = manifest_file(manifest)
     run = StepRun(
-        "train_denoiser", out, settings, inputs={"manifest": manifest_file}, max_units=max_units
+        "train_denoiser", out, settings, inputs={"manifest": manifest_path}, max_units=max_units
     )
-    clips = read_manifest(manifest_file)
+    clips = read_manifest(manifest_path)
 
     def chosen(split: str, binary: int) -> list[Clip]:
         return [c for c in clips if c.split == split and c.binary == binary]
 
     train_calls, val_calls = chosen("train", 1), chosen("val", 1)
     if not train_calls:
-        raise ValueError(f"{manifest_file} has no training call clips")
+        raise ValueError(f"{manifest_path} has no training call clips")
     device = pick_device(settings.device)
     options = DenoiserOptions(
         sr=settings.sample_rate,
@@ -266,8 +276,8 @@ def run_train_denoiser(
         run.unit_done(f"epoch{epoch}", **record)
     if not (out / BEST_NAME).exists():  # never validated: the last model is the best we have
         save_denoiser(model, out / BEST_NAME)
-    shutil.copyfile(out / BEST_NAME, out / f".{FINAL_NAME}.tmp")
-    (out / f".{FINAL_NAME}.tmp").replace(out / FINAL_NAME)
+    with atomic_path(out / FINAL_NAME) as temporary:
+        shutil.copyfile(out / BEST_NAME, temporary)
     run.finish(epochs=state["epoch"], best_epoch=state["best_epoch"], best_val=state["best_val"])
     return out / FINAL_NAME
 

@@ -9,7 +9,7 @@ import logging
 import os
 import re
 from collections.abc import Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -18,6 +18,7 @@ import torch
 from transformers import ASTConfig, ASTFeatureExtractor, ASTForAudioClassification
 
 from models.classifier.features import FeatureExtractor, FeatureParams
+from models.device import autocast_at
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +82,7 @@ class Classifier:
         return self
 
     def autocast(self) -> AbstractContextManager[object]:
-        if self.precision == "bf16":
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return nullcontext()
+        return autocast_at(self.precision, self.device)
 
     def score(self, waveforms: torch.Tensor, sample_rate: int | None = None) -> torch.Tensor:
         """(B, n) audio at `sample_rate` (default: the model's) → (B, n_targets) scores on CPU."""

@@ -48,11 +48,8 @@ class CheckpointContents:
 
 def checkpoint_sha256(path: str | os.PathLike[str]) -> str:
     """Hex sha256 of the file's bytes: the model identity for provenance."""
-    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _listed(names: list[str]) -> str:

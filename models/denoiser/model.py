@@ -68,9 +68,6 @@ class Denoiser(nn.Module):
             )
         return self.unet(spectrogram)
 
-    def mask(self, spectrogram: torch.Tensor) -> torch.Tensor:
-        return self(spectrogram)
-
     def spectrogram(self, waveforms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(normalised (B, 1, time, F), complex STFT (B, time, n_fft/2+1)) of (B, n) audio."""
         return spectrogram(waveforms, self.options)

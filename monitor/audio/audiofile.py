@@ -30,7 +30,7 @@ def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
             rate = 0
             for frame in container.decode(stream):
                 rate = frame.sample_rate
-                blocks.append(_as_planar_float(frame))
+                blocks.append(planar_float(frame))
     except av.FFmpegError as error:
         raise AudioFileError(f"{path}: cannot decode audio ({error})") from error
     if not blocks:
@@ -117,15 +117,14 @@ class AudioWriter:
         self.close()
 
 
-def _as_planar_float(frame: av.AudioFrame) -> np.ndarray:
+def planar_float(frame: av.AudioFrame) -> np.ndarray:
     """Any PyAV sample format → float32 (channels, n) in [-1, 1]."""
     array = frame.to_ndarray()
     channels = len(frame.layout.channels)
     if not frame.format.is_planar:
         array = array.reshape(-1, channels).T
+    if array.dtype == np.uint8:  # unsigned: silence is 128
+        return (array.astype(np.float32) - 128.0) / 128.0
     if np.issubdtype(array.dtype, np.integer):
-        scale = float(np.iinfo(array.dtype).max) + 1.0
-        if array.dtype == np.uint8:
-            return ((array.astype(np.float32) - 128.0) / 128.0).astype(np.float32)
-        return (array.astype(np.float32) / scale).astype(np.float32)
+        return array.astype(np.float32) / (float(np.iinfo(array.dtype).max) + 1.0)
     return np.ascontiguousarray(array, dtype=np.float32)

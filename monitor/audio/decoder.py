@@ -37,6 +37,7 @@ import asyncio
 import io
 from collections.abc import AsyncIterator, Iterable
 from concurrent.futures import Executor
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import datetime
 from fractions import Fraction
@@ -45,6 +46,7 @@ from typing import Literal
 import av
 import numpy as np
 
+from monitor.audio.audiofile import planar_float
 from monitor.audio.chunk import AudioChunk
 from monitor.hls.segment import NOMINAL_SEGMENT_SECONDS, Segment, SegmentGap
 from monitor.logs import get_logger
@@ -340,15 +342,10 @@ def _decode_packets(
 def _channels(frame: av.AudioFrame) -> list[np.ndarray]:
     """One float32 vector per channel. FFmpeg's AAC decoder gives planar float: view its planes
     (2× faster than ``to_ndarray``); any other sample format goes the general way."""
-    n = frame.samples
     if frame.format.name == "fltp":
+        n = frame.samples
         return [np.frombuffer(plane, dtype=np.float32, count=n) for plane in frame.planes]
-    array = frame.to_ndarray()
-    if not frame.format.is_planar:
-        array = array.reshape(-1, len(frame.layout.channels)).T
-    if np.issubdtype(array.dtype, np.integer):
-        array = array / (float(np.iinfo(array.dtype).max) + 1.0)
-    return list(array.astype(np.float32, copy=False))
+    return list(planar_float(frame))
 
 
 async def decode_stream(
@@ -362,6 +359,8 @@ async def decode_stream(
     so a slow consumer holds the producer back (no unbounded buffering)."""
     loop = asyncio.get_running_loop()
     decoder = ContinuousDecoder(settings)
-    async for item in items:
-        for out in await loop.run_in_executor(executor, decoder.feed, item):
-            yield out
+    # Closing the decoded stream closes its source (an archive reader's prefetches end with it).
+    async with aclosing(items) as source:
+        async for item in source:
+            for out in await loop.run_in_executor(executor, decoder.feed, item):
+                yield out

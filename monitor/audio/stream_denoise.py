@@ -74,10 +74,6 @@ class StreamDenoiser:
         self._run: _Run | None = None
 
     @property
-    def context_seconds(self) -> float:
-        return self.context_grids * self.grid_seconds
-
-    @property
     def pending_samples(self) -> int:
         """Samples received but not yet emitted."""
         run = self._run

@@ -15,7 +15,7 @@ import argparse
 import asyncio
 import json
 import os
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
@@ -166,15 +166,16 @@ class _Assembly:
         self.stop = self.ring.index_of(self.end)
         self.writer = AudioWriter(self.writer_path, rate, 1, suffix=self.suffix)
         self.provenance.sample_rate = rate
-        self.provenance.start_utc = _exact(self.ring.time_of(self.cursor))
-        self.provenance.end_utc = _exact(self.ring.time_of(self.stop))
+        self.provenance.start_utc = self._utc(self.cursor)
+        self.provenance.end_utc = self._utc(self.stop)
         self.progress.reset(total=round((self.stop - self.cursor) / rate, 3))
 
     def _silence(self, lo: int, hi: int, reason: str) -> None:
         if hi <= lo:
             return
         self._note_gap(lo, hi, reason or "missing")
-        block = 10 * (self.ring.sample_rate if self.ring else 48000)
+        assert self.ring is not None
+        block = 10 * self.ring.sample_rate
         for begin in range(lo, hi, block):
             self._emit(np.zeros(min(block, hi - begin), dtype=np.float32))
 
@@ -186,7 +187,7 @@ class _Assembly:
             last = gaps[-1]
             reasons = last["reason"].split("; ")
             reasons += [r for r in reason.split("; ") if r and r not in reasons]
-            last["end_utc"] = _exact(self.ring.time_of(hi))
+            last["end_utc"] = self._utc(hi)
             last["duration_s"] = (hi - self._last_gap_start) / self.ring.sample_rate
             last["reason"] = "; ".join(reasons)
             self._last_gap_end = hi
@@ -194,12 +195,17 @@ class _Assembly:
         self._last_gap_start, self._last_gap_end = lo, hi
         gaps.append(
             {
-                "start_utc": _exact(self.ring.time_of(lo)),
-                "end_utc": _exact(self.ring.time_of(hi)),
+                "start_utc": self._utc(lo),
+                "end_utc": self._utc(hi),
                 "duration_s": (hi - lo) / self.ring.sample_rate,
                 "reason": reason,
             }
         )
+
+    def _utc(self, index: int) -> str:
+        """The output clock's sample ``index`` as UTC text, to the microsecond."""
+        assert self.ring is not None
+        return format_utc(self.ring.time_of(index), timespec="microseconds")
 
     def _emit(self, samples: np.ndarray) -> None:
         assert self.writer is not None and self.ring is not None
@@ -219,10 +225,6 @@ async def _finish_in_thread(call: Callable[..., None], *args: object) -> None:
         with suppress(Exception):
             await work
         raise
-
-
-def _exact(moment: datetime) -> str:
-    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 async def fetch_range(
@@ -267,7 +269,7 @@ async def fetch_range(
             async with open_store(s3) as store:
                 segments: dict[str, Segment] = {}
 
-                async def tapped():
+                async def tapped() -> AsyncIterator[Segment | SegmentGap]:
                     async with aclosing(read_archive(store, feed, start, end, archive)) as items:
                         async for item in items:
                             if isinstance(item, Segment):
@@ -278,12 +280,14 @@ async def fetch_range(
                 async with aclosing(decode_stream(tapped(), decoder)) as decoded:
                     async for item in decoded:
                         if isinstance(item, SegmentGap):
+                            if item.ref is not None:  # an undecodable segment yields no chunk
+                                segments.pop(item.ref.key, None)
                             assembly.gap(item)
                         else:
                             # FLAC encoding and file writes stay off the loop (S3 prefetch runs)
                             segment = segments.pop(item.source.key, None)
                             await _finish_in_thread(assembly.chunk, item, segment)
-            assembly.finish()
+            await _finish_in_thread(assembly.finish)  # may write a long silent tail
         except BaseException:
             if assembly.writer is not None:
                 with suppress(AudioFileError):

@@ -24,6 +24,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
 from monitor.logs import get_logger
+from monitor.outputs.subscription import Subscription
 
 log = get_logger(__name__)
 
@@ -71,17 +72,16 @@ def format_line(message: dict[str, Any]) -> str:
     return json.dumps(message)
 
 
-def wanted(args: argparse.Namespace, message: dict[str, Any]) -> bool:
-    """The same filters, applied locally (the Redis stream has no server-side filtering)."""
-    if args.feed and message.get("feed", {}).get("node") not in args.feed:
-        return False
-    if message.get("kind") != "detection":
-        return not args.closed_only
-    if args.label and message.get("label") not in args.label:
-        return False
-    if args.closed_only and message.get("status") != "closed":
-        return False
-    return float(message.get("score", {}).get("max", 0.0)) >= args.min_score
+def local_filter(args: argparse.Namespace) -> Subscription:
+    """The websocket server's filters, applied locally (the Redis stream has no server-side
+    filtering)."""
+    return Subscription(
+        feeds=frozenset(args.feed) if args.feed else None,
+        labels=frozenset(args.label) if args.label else None,
+        min_score=args.min_score,
+        statuses=frozenset({"closed"}) if args.closed_only else None,
+        kinds=frozenset({"detection"}) if args.closed_only else None,
+    )
 
 
 def subscribe_request(args: argparse.Namespace, since: str | None) -> dict[str, Any]:
@@ -182,6 +182,7 @@ async def follow_redis(
     last = args.since or "$"
     if last != "$" and not STREAM_ID.fullmatch(last):
         return fail(f"--since {last!r} is not a Redis stream entry id (like 1717761600000-0)")
+    subscription = local_filter(args)
     client = aioredis.Redis.from_url(args.redis, decode_responses=True, socket_timeout=10)
     next_delay = _backoff()
     try:
@@ -206,7 +207,7 @@ async def follow_redis(
                 for entry_id, fields in entries:
                     last = entry_id
                     message = json.loads(fields["message"])
-                    if wanted(args, message):
+                    if subscription.matches(message):
                         emit(message)
     finally:
         await client.aclose()

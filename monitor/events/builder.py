@@ -33,6 +33,7 @@ from monitor.events.identity import DEFAULT_SPECIES, FeedInfo, PipelineModels, S
 from monitor.events.ids import detection_id
 from monitor.events.messages import (
     CloseReason,
+    DetectionStatus,
     DetectionSummary,
     SegmentUse,
     detection_message,
@@ -313,7 +314,7 @@ class EventBuilder:
         self,
         feed: str,
         track: _Track,
-        status: str,
+        status: DetectionStatus,
         audio_end: datetime,
         scored_utc: datetime | None,
         reason: CloseReason | None = None,
@@ -321,7 +322,7 @@ class EventBuilder:
         info = self.feeds.get(feed) or FeedInfo.unknown(feed)
         return detection_message(
             track.summary(info, self.settings.species.get(track.label)),
-            status="opened" if status == "opened" else "closed",
+            status=status,
             models=self.models,
             emitted_utc=self.clock(),
             audio_end_utc=audio_end,

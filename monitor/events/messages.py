@@ -11,8 +11,8 @@ from datetime import datetime
 from typing import Any, Literal
 
 from monitor.events.identity import FeedInfo, PipelineModels, Species
-from monitor.events.ids import random_id
-from monitor.timebase import format_utc, require_aware, to_epoch
+from monitor.events.ids import epoch_ms, random_id
+from monitor.timebase import format_utc, require_aware
 
 SCHEMA_VERSION = 1
 
@@ -55,10 +55,6 @@ class DetectionSummary:
     gap_s: float
     previous_id: str | None
     segments: tuple[SegmentUse, ...]
-
-
-def epoch_ms(moment: datetime) -> int:
-    return round(to_epoch(moment) * 1000)
 
 
 def _ms_between(later: datetime, earlier: datetime) -> int:

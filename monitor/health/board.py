@@ -32,7 +32,7 @@ class HealthBoard:
         return self.engine_loaded and self.ingest_started and not self.stopping
 
     def changed(self, message: dict[str, object] | None) -> dict[str, object] | None:
-        """Pass a ``feed_status`` message (or None) through, updating the metrics."""
+        """Pass a ``state_change`` record (or None) through, updating the metrics."""
         if message is not None and self.metrics is not None:
             self.metrics.set_feed_state(str(message["feed"]), str(message["state"]))
         return message

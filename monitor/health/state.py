@@ -12,8 +12,9 @@ errors) and works out one state, worst condition first:
     Up              none of the above
     Unknown         nothing heard yet
 
-Every change of state returns a ``feed_status`` message for the outputs. Offline and Lagged
-depend on the clock, so the daemon also calls ``evaluate(now)`` periodically (``tick``).
+Every change of state returns a change record (``state_change``) that the daemon publishes as a
+``feed_status`` message. Offline and Lagged depend on the clock, so the daemon also calls
+``evaluate(now)`` periodically (``tick``).
 """
 
 from __future__ import annotations
@@ -149,12 +150,12 @@ class FeedHealth:
         return FeedState.UNKNOWN, {}
 
     def evaluate(self, now: datetime) -> dict[str, object] | None:
-        """Move to the state the facts call for; a ``feed_status`` message if it changed."""
+        """Move to the state the facts call for; a ``state_change`` record if it changed."""
         state, details = self.condition(now)
         if state is self.state:
             return None
         previous, self.state, self.since = self.state, state, require_aware(now)
-        return feed_status_message(self.feed, state, previous, self.since, details)
+        return state_change(self.feed, state, previous, self.since, details)
 
     def snapshot(self) -> dict[str, object]:
         """The feed's entry in ``/status``."""
@@ -186,13 +187,15 @@ def _iso(moment: datetime | None) -> str | None:
     return None if moment is None else format_utc(moment)
 
 
-def feed_status_message(
+def state_change(
     feed: str,
     state: FeedState,
     previous: FeedState,
     since: datetime,
     details: dict[str, object],
 ) -> dict[str, object]:
+    """The board's own record of a change; the daemon publishes it as the schema'd
+    ``monitor.events.messages.feed_status_message``."""
     return {
         "schema_version": FEED_STATUS_SCHEMA_VERSION,
         "kind": "feed_status",

@@ -36,7 +36,7 @@ from monitor.hls.slots import (
 )
 from monitor.hls.timing import TimingSettings, TimingSource, number_covering, number_start
 from monitor.logs import get_logger
-from monitor.timebase import require_aware, to_epoch
+from monitor.timebase import format_utc, require_aware, to_epoch
 
 log = get_logger(__name__)
 
@@ -67,8 +67,13 @@ def common_digits(a: int, b: int) -> str:
     return left[:shared]
 
 
+def _folder_name(prefix: str) -> str:
+    """``<node>/hls/<epoch>/`` → ``<epoch>``."""
+    return prefix.rstrip("/").rsplit("/", 1)[-1]
+
+
 def _folder_epoch(prefix: str) -> int | None:
-    name = prefix.rstrip("/").rsplit("/", 1)[-1]
+    name = _folder_name(prefix)
     return int(name) if name.isdigit() else None
 
 
@@ -101,7 +106,7 @@ async def folder_at_or_before(
         pages = store.list_pages(folders_prefix(node) + block, delimiter="/")
         async with aclosing(pages):
             async for page in pages:
-                names = [p.rstrip("/").rsplit("/", 1)[-1] for p in page.prefixes]
+                names = [_folder_name(p) for p in page.prefixes]
                 if covered is not None:
                     names = [n for n in names if n[: len(covered)] < covered]
                 for name in names:
@@ -158,7 +163,7 @@ async def folder_pdts(store: S3Store, node: str, folder_epoch: int) -> dict[int,
     except PlaylistError as error:
         log.warning("playlist_unreadable", node=node, folder=folder_epoch, error=str(error))
         return {}
-    return {e.number: e.program_date_time for e in playlist.entries if e.program_date_time}
+    return playlist.program_date_times
 
 
 def _clip(gap: SegmentGap, start: datetime, end: datetime) -> SegmentGap | None:
@@ -184,9 +189,7 @@ async def _plan(
         return
     first_audio = number_start(folders[0], 0, timing)
     if start < first_audio:
-        gap = SegmentGap(node, None, start, min(first_audio, end), GAP_MISSING)
-        if (clipped := _clip(gap, start, end)) is not None:
-            yield clipped
+        yield SegmentGap(node, None, start, min(first_audio, end), GAP_MISSING)
     for index, folder in enumerate(folders):
         following = folders[index + 1] if index + 1 < len(folders) else None
         listing = await store.list(folder_prefix(node, folder))
@@ -252,7 +255,7 @@ async def read_archive(
     settings = settings or ArchiveSettings()
     start, end = require_aware(start_utc), require_aware(end_utc)
     if end <= start:
-        raise ValueError(f"empty archive range: {start.isoformat()} .. {end.isoformat()}")
+        raise ValueError(f"empty archive range: {format_utc(start)} .. {format_utc(end)}")
     pending: deque[tuple[_Fetch | SegmentGap, asyncio.Task[object] | None]] = deque()
     in_flight = 0
     try:

@@ -36,6 +36,7 @@ from monitor.hls.slots import (
     GAP_MISSING,
     GAP_RESTART,
     make_segment,
+    segment_key,
     slot_gap,
     slot_ref,
     slot_start,
@@ -201,9 +202,7 @@ async def _refresh_playlist(watch: _Watch, folder: _Folder) -> None:
     folder.playlist_etag = found.etag
     if playlist.last_number is not None:
         folder.playlist_last = max(folder.playlist_last or -1, playlist.last_number)
-    for entry in playlist.entries:
-        if entry.program_date_time is not None:
-            folder.known_pdt[entry.number] = entry.program_date_time
+    folder.known_pdt.update(playlist.program_date_times)
 
 
 async def _observe_node(watch: _Watch, folder: _Folder, *, refresh_latest: bool) -> None:
@@ -240,8 +239,7 @@ async def _newest_number(watch: _Watch, folder: _Folder) -> int:
 async def _fetch(watch: _Watch, folder: _Folder, number: int) -> S3Object | None:
     if number in folder.ahead:
         return folder.ahead.pop(number)
-    key = slot_ref(watch.store.bucket, watch.node, folder.epoch, number).key
-    found = await watch.store.get(key)
+    found = await watch.store.get(segment_key(watch.node, folder.epoch, number))
     return found if isinstance(found, S3Object) else None
 
 
@@ -289,7 +287,7 @@ async def _follow_folder(
                 if folder.playlist_etag is None and timing.precedence is pdt_first:
                     await guarded(watch, _refresh_playlist, watch, folder)
                 yield make_segment(ref, node, found.data, folder.known_pdt, timing)
-            if waited:
+            if waited and folder.final_last is None:  # a closed folder's tail is all there
                 quiet_until = time.monotonic() + settings.quiet_after_arrival_s
             folder.missing_since.pop(number, None)
             number += 1

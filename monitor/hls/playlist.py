@@ -43,6 +43,11 @@ class Playlist:
     def has_program_date_time(self) -> bool:
         return any(entry.program_date_time is not None for entry in self.entries)
 
+    @property
+    def program_date_times(self) -> dict[int, datetime]:
+        """PROGRAM-DATE-TIME by segment number, for the segments that carry the tag."""
+        return {e.number: e.program_date_time for e in self.entries if e.program_date_time}
+
 
 def segment_number(name: str) -> int | None:
     """``live123.ts`` (or a key ending in it) → 123; anything else → None."""

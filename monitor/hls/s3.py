@@ -282,7 +282,7 @@ class S3Store:
         return found.text if isinstance(found, S3Object) else None
 
     async def list_pages(
-        self, prefix: str, *, delimiter: str | None = None, start_after: str | None = None
+        self, prefix: str, *, delimiter: str | None = None
     ) -> AsyncIterator[Listing]:
         """LIST page by page (each page retried on its own); callers may stop early."""
         token: str | None = None
@@ -296,8 +296,6 @@ class S3Store:
                 params["Delimiter"] = delimiter
             if token is not None:
                 params["ContinuationToken"] = token
-            elif start_after is not None:
-                params["StartAfter"] = start_after
 
             async def call(params: dict[str, Any] = params) -> dict[str, Any]:
                 return await self.client.list_objects_v2(**params)

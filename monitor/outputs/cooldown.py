@@ -50,8 +50,7 @@ class Cooldown:
         ident = str(message["id"])
         closing = message.get("status") == "closed"
         if ident in self._decided:
-            allowed = self._decided.pop(ident) if closing else self._decided[ident]
-            return allowed
+            return self._decided.pop(ident) if closing else self._decided[ident]
         key = (str(message["feed"]["node"]), str(message["label"]))
         start_ms = int(message["start_epoch_ms"])
         last_ms = self._last_ms.get(key)

@@ -358,6 +358,24 @@ async def test_decode_stream_decodes_in_a_worker_thread(synthetic) -> None:
             np.testing.assert_array_equal(got.samples, want.samples)
 
 
+async def test_closing_decode_stream_closes_its_source(synthetic) -> None:
+    _, datas = synthetic
+    segments = as_segments(datas)
+    closed = asyncio.Event()
+
+    async def items() -> AsyncIterator[Segment | SegmentGap]:
+        try:
+            for segment in segments:
+                yield segment
+        finally:
+            closed.set()
+
+    decoded = decode_stream(items())
+    assert isinstance(await anext(decoded), AudioChunk)
+    await decoded.aclose()
+    assert closed.is_set()
+
+
 def test_synthetic_segments_look_like_the_nodes(synthetic) -> None:
     signal, datas = synthetic
     frames, first_pts = [], []

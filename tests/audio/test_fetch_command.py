@@ -13,6 +13,7 @@ from monitor.audio.audiofile import read_audio
 from monitor.audio.decoder import DecoderSettings
 from monitor.commands import fetch as fetch_command
 from monitor.hls.archive import ArchiveSettings
+from monitor.hls.playlist import segment_name
 from monitor.hls.s3 import S3Settings
 from monitor.timebase import parse_utc
 from tests.support.aac import chirp, encode_segments, locate, noise, place
@@ -29,7 +30,7 @@ def upload(endpoint: str, bucket: str, datas: dict[int, bytes]) -> None:
     async def put() -> None:
         async with synthetic_node(endpoint, bucket, node=NODE) as node:
             for number, data in datas.items():
-                await node.put(node.key(E1, f"live{number:03d}.ts"), data)
+                await node.put(node.key(E1, segment_name(number)), data)
             await node.put_legacy_playlist(E1, sorted(datas))
 
     asyncio.run(put())

@@ -48,6 +48,12 @@ def test_a_missing_classifier_is_named(
     assert "cannot load the models" in capsys.readouterr().err
 
 
+def test_an_unusable_device_is_named(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--config", str(config), "--device", "cuda:99"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot load the models" in err and "cuda:99" in err
+
+
 def test_replay_refuses_an_empty_range(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
     args = ["replay", "--config", str(config), "--feed", "rpi_cli"]
     args += ["--start", "2024-06-07T12:00:00Z", "--end", "2024-06-07T11:00:00Z"]

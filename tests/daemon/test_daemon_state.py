@@ -112,3 +112,21 @@ async def test_discard_removes_the_file_and_cancels_a_pending_write(tmp_path: Pa
     await state.discard()
     await asyncio.sleep(0.4)
     assert not state.path.exists()
+
+
+async def test_a_failed_background_write_keeps_the_point_for_the_next_flush(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "state"
+    state = FeedStateFile(folder / "live--rpi_bush_point.json", "rpi_bush_point", 0.05)
+    await state.save(point(1))
+    folder.rename(tmp_path / "moved")
+    folder.write_text("a file where the state directory was")
+    await state.save(point(2))  # throttled: written in the background, which fails
+    background = state._later
+    assert background is not None
+    await asyncio.sleep(0.2)
+    assert background.done() and background.exception() is None  # logged, not left unseen
+    folder.unlink()
+    await state.flush()
+    assert state.load() == point(2)

@@ -7,7 +7,7 @@ import asyncio
 import json
 import subprocess
 import sys
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,17 @@ def jsonl_detections(directory: Path) -> list[dict[str, Any]]:
 
 def key(message: dict[str, Any]) -> tuple[Any, ...]:
     return (message["id"], message["status"], message["start_utc"], message["end_utc"])
+
+
+def test_a_range_given_in_another_offset_is_kept_in_utc() -> None:
+    plus_two = timezone(timedelta(hours=2))
+    span = ArchiveRange(
+        datetime(2024, 6, 7, 14, tzinfo=plus_two), datetime(2024, 6, 7, 15, tzinfo=plus_two)
+    )
+    assert span.start == parse_utc("2024-06-07T12:00:00Z") and span.start.utcoffset() == timedelta(
+        0
+    )
+    assert span.scope == "replay-20240607T120000Z-20240607T130000Z"
 
 
 @pytest.mark.slow

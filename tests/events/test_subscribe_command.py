@@ -13,9 +13,14 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
+from monitor.cli import build_parser
+from monitor.commands.subscribe import local_filter, subscribe_request
+from monitor.events.identity import FeedInfo
+from monitor.events.messages import feed_status_message
 from monitor.outputs.redis import RedisOutput
+from monitor.outputs.subscription import Subscription
 from monitor.outputs.websocket import WebsocketOutput, WebsocketSettings
-from tests.events.detections_support import detection_series
+from tests.events.detections_support import T0, detection_series
 from tests.events.test_redis_output import settings_for
 from tests.support.services import free_port
 
@@ -160,3 +165,28 @@ async def test_redis_mistakes_are_clear_errors_not_endless_retries(redis_server)
     finally:
         await admin.delete(key)
         await admin.aclose()
+
+
+def test_redis_reader_filters_like_the_websocket_server() -> None:
+    lab = detection_series(4)
+    bush = detection_series(2, feed="rpi_bush_point")
+    status = feed_status_message(FeedInfo("rpi_orcasound_lab", "Lab"), "Up", T0, emitted_utc=T0)
+    messages = [*lab, *bush, status]
+    parser = build_parser()
+    cases = {
+        (): messages,
+        ("--closed-only",): [m for m in [*lab, *bush] if m["status"] == "closed"],
+        ("--feed", "rpi_bush_point"): bush,
+        ("--feed", "rpi_orcasound_lab", "--min-score", "0.8"): [
+            m for m in lab if m["score"]["max"] >= 0.8
+        ]
+        + [status],
+        ("--label", "nothing"): [status],
+    }
+    assert any(m["score"]["max"] < 0.8 for m in lab)
+    for flags, expected in cases.items():
+        args = parser.parse_args(["subscribe", "--redis", "redis://x", *flags])
+        local = [m for m in messages if local_filter(args).matches(m)]
+        served = Subscription.parse(subscribe_request(args, None))
+        assert local == expected, flags
+        assert [m for m in messages if served.matches(m)] == expected, flags

@@ -268,3 +268,45 @@ async def test_gap_items_have_aware_utc_and_slot_refs(node, store):
     assert gap.start_utc.utcoffset() == timedelta(0)
     assert gap.ref.key == f"{node.node}/hls/{E1}/live001.ts"
     assert cursor_after(gap) == SegmentCursor(E1, 2)
+
+
+async def test_a_closed_folder_fetches_its_listed_tail_without_a_quiet_pause(node, store):
+    # Slots 3 and 4 land just before the LIST that closes the superseded folder; slot 3 then
+    # "arrives after a wait", whose quiet pause must not turn the listed slot 4 into a gap.
+    settings = FollowerSettings(
+        poll_interval_s=0.05, missing_grace_s=0.0, quiet_after_arrival_s=30.0, probe_ahead=0
+    )
+    await node.set_latest(E1)
+    await node.put_segments(E1, range(3))
+    latest_reads = 0
+    waiting_from: int | None = None
+    polled_while_waiting = asyncio.Event()
+    tail_uploaded = False
+
+    def count_latest(params, **_: object) -> None:
+        nonlocal latest_reads
+        if params.get("Key", "").endswith("latest.txt"):
+            latest_reads += 1
+            if waiting_from is not None and latest_reads >= waiting_from + 2:
+                polled_while_waiting.set()  # a full poll of slot 3 went by
+
+    async def upload_tail(params, **_: object) -> None:
+        nonlocal tail_uploaded
+        if not tail_uploaded and params.get("Prefix") == node.key(E1, ""):
+            tail_uploaded = True
+            await node.put_segments(E1, [3, 4])
+
+    events = store.client.meta.events
+    events.register("before-parameter-build.s3.GetObject", count_latest)
+    events.register("before-parameter-build.s3.ListObjectsV2", upload_tail)
+    cursor = SegmentCursor(E1, 0)
+    async with aclosing(follow_live(store, node.node, settings, cursor=cursor)) as items:
+        got = await take(items, 3)
+        waiting_from = latest_reads
+        waiting = asyncio.create_task(take(items, 3))
+        async with asyncio.timeout(10.0):
+            await polled_while_waiting.wait()
+        await node.set_latest(E2)
+        got += await waiting
+    assert tail_uploaded
+    assert brief(got) == [("seg", E1, n) for n in range(5)] + [("restart", None, None)]

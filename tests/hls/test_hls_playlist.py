@@ -19,6 +19,7 @@ def test_legacy_playlist_numbers_from_names_and_no_times():
     assert all(e.program_date_time is None for e in playlist.entries)
     assert playlist.last_number == 1000
     assert not playlist.has_program_date_time
+    assert playlist.program_date_times == {}
     assert not playlist.ended
 
 
@@ -47,9 +48,11 @@ def test_pdt_only_on_first_segment_is_not_extrapolated_by_extinf():
         "#EXTINF:10.005422,\n#EXT-X-PROGRAM-DATE-TIME:2024-06-07T05:00:02.000-0700\nlive000.ts\n"
         "#EXTINF:10.005422,\nlive001.ts\n"
     )
-    entries = parse_playlist(text).entries
+    playlist = parse_playlist(text)
+    entries = playlist.entries
     assert entries[0].program_date_time == datetime(2024, 6, 7, 12, 0, 2, tzinfo=UTC)
     assert entries[1].program_date_time is None
+    assert playlist.program_date_times == {0: datetime(2024, 6, 7, 12, 0, 2, tzinfo=UTC)}
 
 
 def test_unknown_names_fall_back_to_media_sequence_plus_position():

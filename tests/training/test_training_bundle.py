@@ -91,6 +91,16 @@ def test_thresholds_must_match_targets(tmp_path: Path) -> None:
         load_bundle(folder)
 
 
+def test_metrics_and_provenance_must_be_objects(tmp_path: Path) -> None:
+    folder = make_bundle(tmp_path / "b")
+    rewrite(folder, metrics=[0.9])
+    with pytest.raises(BundleError, match="'metrics' has the wrong type"):
+        load_bundle(folder)
+    rewrite(folder, metrics={}, provenance="test")
+    with pytest.raises(BundleError, match="'provenance' has the wrong type"):
+        load_bundle(folder)
+
+
 def test_not_a_bundle(tmp_path: Path) -> None:
     with pytest.raises(BundleError, match=r"no bundle\.json"):
         load_bundle(tmp_path)

@@ -38,6 +38,8 @@ def test_unknown_and_mistyped_settings_are_named(tmp_path: Path) -> None:
         load_settings(Toy, {"toy": {"colour": 1}}, "toy")
     with pytest.raises(ValueError, match=r"\[toy\] count must be an integer"):
         load_settings(Toy, {"toy": {"count": "3"}}, "toy")
+    with pytest.raises(ValueError, match=r"\[toy\] must be a table, not 3"):
+        load_settings(Toy, {"toy": 3}, "toy")
     bad = tmp_path / "bad.toml"
     bad.write_text("[toy\n")
     with pytest.raises(ValueError, match="not valid TOML"):
