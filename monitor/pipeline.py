@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import Executor
@@ -33,7 +32,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from monitor.audio.chunk import AudioChunk
-from monitor.audio.decoder import ContinuousDecoder, Decoded, DecoderSettings
+from monitor.audio.decoder import Decoded, DecoderSettings, decode_stream
 from monitor.audio.ring_buffer import RingBuffer, RingBufferSettings
 from monitor.audio.stream_denoise import StreamDenoiser
 from monitor.audio.window import Window
@@ -306,20 +305,13 @@ class FeedPipeline:
                     self.metrics.segment_fetched(self.feed, len(item.data))
                 yield item
 
-    async def _decoded(self, items: AsyncIterator[Segment | SegmentGap]) -> AsyncIterator[Decoded]:
-        """``decode_stream``, timing each segment's decode (in the worker, not the wait for
-        one) for the metrics. Pull-based: the next segment is read once this one is consumed."""
-        loop = asyncio.get_running_loop()
-        decoder = ContinuousDecoder(self.decoder)
-        async with contextlib.aclosing(items) as source:
-            async for item in source:
-                outs, seconds = await loop.run_in_executor(
-                    self.executor, _timed_feed, decoder, item
-                )
-                if isinstance(item, Segment) and self.metrics is not None:
-                    self.metrics.decoded(self.feed, seconds)
-                for out in outs:
-                    yield out
+    def _decoded(self, items: AsyncIterator[Segment | SegmentGap]) -> AsyncIterator[Decoded]:
+        """``decode_stream`` with each segment's decode time (in the worker) to the metrics."""
+        return decode_stream(items, self.decoder, self.executor, on_decoded=self._note_decoded)
+
+    def _note_decoded(self, item: Segment | SegmentGap, seconds: float) -> None:
+        if isinstance(item, Segment) and self.metrics is not None:
+            self.metrics.decoded(self.feed, seconds)
 
     def _count_skipped(self, scheduler: WindowScheduler, seen: dict[str, int]) -> None:
         for reason, total in (
@@ -479,14 +471,6 @@ async def _next_unless_stopped(
     with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
         await step
     return None
-
-
-def _timed_feed(
-    decoder: ContinuousDecoder, item: Segment | SegmentGap
-) -> tuple[list[Decoded], float]:
-    started = time.perf_counter()
-    outs = decoder.feed(item)
-    return outs, time.perf_counter() - started
 
 
 def _abandon(queue: asyncio.Queue[object]) -> None:

@@ -35,7 +35,8 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import AsyncIterator, Iterable
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
 from concurrent.futures import Executor
 from contextlib import aclosing
 from dataclasses import dataclass, field
@@ -352,15 +353,28 @@ async def decode_stream(
     items: AsyncIterator[Segment | SegmentGap],
     settings: DecoderSettings | None = None,
     executor: Executor | None = None,
+    on_decoded: Callable[[Segment | SegmentGap, float], None] | None = None,
 ) -> AsyncIterator[Decoded]:
     """Decode a feed's segment iterator in a worker thread, item by item, in order.
 
     Pull-based: the next segment is only awaited once the previous one's output was consumed,
-    so a slow consumer holds the producer back (no unbounded buffering)."""
+    so a slow consumer holds the producer back (no unbounded buffering). ``on_decoded`` gets
+    each item with the seconds its decode took in the worker (for metrics)."""
     loop = asyncio.get_running_loop()
     decoder = ContinuousDecoder(settings)
     # Closing the decoded stream closes its source (an archive reader's prefetches end with it).
     async with aclosing(items) as source:
         async for item in source:
-            for out in await loop.run_in_executor(executor, decoder.feed, item):
+            outs, seconds = await loop.run_in_executor(executor, _timed_feed, decoder, item)
+            if on_decoded is not None:
+                on_decoded(item, seconds)
+            for out in outs:
                 yield out
+
+
+def _timed_feed(
+    decoder: ContinuousDecoder, item: Segment | SegmentGap
+) -> tuple[list[Decoded], float]:
+    started = time.perf_counter()
+    outs = decoder.feed(item)
+    return outs, time.perf_counter() - started

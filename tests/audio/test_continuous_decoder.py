@@ -376,6 +376,30 @@ async def test_closing_decode_stream_closes_its_source(synthetic) -> None:
     assert closed.is_set()
 
 
+async def test_decode_stream_reports_each_items_decode_time(synthetic) -> None:
+    _, datas = synthetic
+    segments = as_segments(datas)
+    hole = segments[1]
+    items = [
+        segments[0],
+        SegmentGap(hole.feed, hole.ref, hole.start_utc, hole.end_utc, "missing"),
+        *segments[2:],
+    ]
+
+    async def source() -> AsyncIterator[Segment | SegmentGap]:
+        for item in items:
+            yield item
+
+    timed: list[tuple[Segment | SegmentGap, float]] = []
+    outs = [
+        out async for out in decode_stream(source(), on_decoded=lambda i, s: timed.append((i, s)))
+    ]
+    assert [item for item, _ in timed] == items
+    assert all(seconds >= 0 for _, seconds in timed)
+    assert any(seconds > 0 for item, seconds in timed if isinstance(item, Segment))
+    assert sum(isinstance(out, AudioChunk) for out in outs) == len(segments) - 1
+
+
 def test_synthetic_segments_look_like_the_nodes(synthetic) -> None:
     signal, datas = synthetic
     frames, first_pts = [], []
