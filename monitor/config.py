@@ -165,12 +165,6 @@ class Config:
                         f"({', '.join(json.dumps(t) for t in classifier.target_labels)})"
                     )
 
-    def thresholds_for(self, node: str) -> dict[str, float]:
-        """Per-label thresholds for a feed: its own over the classifier's, over the default."""
-        merged = dict(self.events.thresholds)
-        merged.update(self.feed(node).thresholds)
-        return merged
-
     def channel_for(self, node: str) -> ChannelPolicy:
         channel = self.feed(node).channel
         return self.decoder.channel_policy if channel is None else channel

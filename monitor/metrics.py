@@ -108,10 +108,6 @@ class Metrics:
     def decoded(self, feed: str, seconds: float) -> None:
         self.decode_seconds.labels(feed).observe(seconds)
 
-    def batch_scored(self, size: int, seconds: float) -> None:
-        self.batch_size.observe(size)
-        self.inference_seconds.observe(seconds)
-
     def ring_overrun(self, feed: str, samples: int) -> None:
         self.ring_overrun_samples.labels(feed).inc(samples)
 
@@ -123,9 +119,6 @@ class Metrics:
 
     def detection(self, feed: str, label: str, status: str) -> None:
         self.detections.labels(feed, label, status).inc()
-
-    def publish_failed(self, output: str) -> None:
-        self.publish_failures.labels(output).inc()
 
     def set_spool_depth(self, output: str, depth: int) -> None:
         self.spool_depth.labels(output).set(depth)

@@ -199,8 +199,15 @@ def test_per_feed_overrides(tmp_path: Path) -> None:
         env={"HYDROMON_FEEDS__RPI_SUNSET_BAY__ENABLED": "false"},
         overrides=[parse_set("feeds.rpi_sunset_bay.thresholds={ B = 0.95 }")],
     )
-    assert config.thresholds_for("rpi_bush_point") == {"A": 0.9, "B": 0.6}
-    assert config.thresholds_for("rpi_sunset_bay") == {"A": 0.5, "B": 0.95}
+    events = config.events  # what the event builder uses: feed's own over classifier's
+    assert {label: events.threshold("rpi_bush_point", label) for label in "AB"} == {
+        "A": 0.9,
+        "B": 0.6,
+    }
+    assert {label: events.threshold("rpi_sunset_bay", label) for label in "AB"} == {
+        "A": 0.5,
+        "B": 0.95,
+    }
     assert config.channel_for("rpi_bush_point") == 1
     assert config.channel_for("rpi_sunset_bay") == "auto"
     assert config.decoder_for("rpi_bush_point").channel_policy == 1
