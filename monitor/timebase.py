@@ -23,6 +23,11 @@ def to_epoch(moment: datetime) -> float:
     return require_aware(moment).timestamp()
 
 
+def to_epoch_ms(moment: datetime) -> int:
+    """Aware datetime → whole Unix milliseconds (UUIDv7 prefixes, ``*_epoch_ms`` fields)."""
+    return round(to_epoch(moment) * 1000)
+
+
 def require_aware(moment: datetime) -> datetime:
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError(f"naive datetime {moment!r}: hydromon needs timezone-aware times")

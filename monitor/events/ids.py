@@ -12,19 +12,14 @@ import os
 import uuid
 from datetime import datetime
 
-from monitor.timebase import to_epoch
+from monitor.timebase import to_epoch_ms
 
 _RAND_BITS = 74  # 12 bits rand_a + 62 bits rand_b
 
 
-def epoch_ms(moment: datetime) -> int:
-    """``moment`` in Unix milliseconds (the unit of UUIDv7 prefixes and ``*_epoch_ms`` fields)."""
-    return round(to_epoch(moment) * 1000)
-
-
 def uuid7(moment: datetime, entropy: bytes | None = None) -> uuid.UUID:
     """A version-7 UUID whose 48-bit prefix is ``moment`` in Unix milliseconds."""
-    millis = epoch_ms(moment)
+    millis = to_epoch_ms(moment)
     if not 0 <= millis < 1 << 48:
         raise ValueError(f"{moment!r} is outside the UUIDv7 time range")
     raw = entropy if entropy is not None else os.urandom(10)

@@ -11,8 +11,8 @@ from datetime import datetime
 from typing import Any, Literal
 
 from monitor.events.identity import FeedInfo, PipelineModels, Species
-from monitor.events.ids import epoch_ms, random_id
-from monitor.timebase import format_utc, require_aware
+from monitor.events.ids import random_id
+from monitor.timebase import format_utc, require_aware, to_epoch_ms
 
 SCHEMA_VERSION = 1
 
@@ -100,8 +100,8 @@ def detection_message(
         },
         "start_utc": format_utc(summary.start_utc),
         "end_utc": format_utc(summary.end_utc),
-        "start_epoch_ms": epoch_ms(summary.start_utc),
-        "end_epoch_ms": epoch_ms(summary.end_utc),
+        "start_epoch_ms": to_epoch_ms(summary.start_utc),
+        "end_epoch_ms": to_epoch_ms(summary.end_utc),
         "duration_s": round((summary.end_utc - summary.start_utc).total_seconds(), 3),
         "score": {"max": round(summary.score_max, 6), "mean": round(summary.score_mean, 6)},
         "window_count": summary.window_count,
@@ -162,7 +162,7 @@ def feed_status_message(
         "feed": feed_dict(feed),
         "state": state,
         "since_utc": format_utc(since_utc),
-        "since_epoch_ms": epoch_ms(since_utc),
+        "since_epoch_ms": to_epoch_ms(since_utc),
         "details": dict(details or {}),
         "emitted_utc": format_utc(emitted_utc),
     }

@@ -6,7 +6,7 @@ import pytest
 
 from monitor.events.builder import EventSettings
 from monitor.events.ids import uuid7_millis
-from monitor.events.messages import epoch_ms
+from monitor.timebase import to_epoch_ms
 from tests.events.detections_support import (
     BUCKET,
     FOLDER,
@@ -55,7 +55,7 @@ def test_detection_opens_when_credible_and_closes_after_quiet_time() -> None:
     assert closed["close_reason"] == "quiet"
     assert closed["start_utc"] == "2024-06-07T12:00:01.000Z"
     assert closed["end_utc"] == "2024-06-07T12:00:06.000Z"
-    assert closed["start_epoch_ms"] == epoch_ms(T0 + timedelta(seconds=1))
+    assert closed["start_epoch_ms"] == to_epoch_ms(T0 + timedelta(seconds=1))
     assert closed["duration_s"] == 5.0
     assert closed["positive_window_count"] == 3 and closed["window_count"] == 4
     assert closed["score"] == {"max": 0.9, "mean": pytest.approx((0.7 + 0.9 + 0.8) / 3)}
