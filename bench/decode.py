@@ -32,8 +32,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from monitor.audio.decoder import ContinuousDecoder  # noqa: E402
-from monitor.hls.segment import Segment  # noqa: E402
+from monitor.audio.decode import ContinuousDecoder  # noqa: E402
+from monitor.ingest.slots import Segment  # noqa: E402
 from tests.support.aac import as_segments, encode_segments, noise  # noqa: E402
 
 SEGMENTS = ROOT / "tests" / "data" / "orcasound-hls"
@@ -95,10 +95,10 @@ def bytes_per_second(segments: list[Segment]) -> dict[str, float]:
 
 
 def fetch_through_emulator(datas: list[bytes]) -> dict[str, float]:
-    from monitor.audio.decoder import DecoderSettings
-    from monitor.commands.fetch import fetch_range
-    from monitor.hls.archive import ArchiveSettings
-    from monitor.hls.s3 import S3Settings
+    from monitor.audio.decode import DecoderSettings
+    from monitor.cli.fetch import fetch_range
+    from monitor.ingest.archive import ArchiveSettings
+    from monitor.ingest.s3 import S3Settings
     from monitor.timebase import from_epoch
     from tests.support.services import MotoServer
     from tests.support.synthetic_node import synthetic_node

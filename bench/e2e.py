@@ -42,16 +42,16 @@ import torch  # noqa: E402
 from transformers import ASTConfig, ASTFeatureExtractor, ASTForAudioClassification  # noqa: E402
 from websockets.asyncio.client import connect  # noqa: E402
 
-from monitor.audio.decoder import decode_stream  # noqa: E402
-from monitor.config import load_config  # noqa: E402
-from monitor.daemon import ArchiveRange, Daemon, LiveSource  # noqa: E402
-from monitor.hls.archive import read_archive  # noqa: E402
-from monitor.hls.follower import FollowerSettings  # noqa: E402
-from monitor.hls.s3 import open_store  # noqa: E402
-from monitor.logs import configure_logging  # noqa: E402
-from monitor.outputs.files import FileOutput, FileSettings  # noqa: E402
+from monitor.audio.decode import decode_stream  # noqa: E402
+from monitor.config.loader import load_config  # noqa: E402
+from monitor.health.logs import configure_logging  # noqa: E402
+from monitor.ingest.archive import read_archive  # noqa: E402
+from monitor.ingest.live import FollowerSettings  # noqa: E402
+from monitor.ingest.s3 import open_store  # noqa: E402
+from monitor.publish.files import FileOutput, FileSettings  # noqa: E402
+from monitor.runtime.daemon import ArchiveRange, Daemon, LiveSource  # noqa: E402
 from monitor.timebase import parse_utc, utc_now  # noqa: E402
-from tests.daemon.e2e_support import (  # noqa: E402
+from tests.support.e2e import (  # noqa: E402
     LABEL,
     Stream,
     build_stream,
@@ -188,9 +188,9 @@ async def live_latency(config, node: SyntheticNode, feed: str, stream: Stream, p
 
 
 async def get_and_decode_s(config, feed: str, epoch: int, count: int) -> float:
-    from monitor.audio.decoder import ContinuousDecoder
-    from monitor.hls.slots import make_segment, slot_ref
-    from monitor.hls.timing import TimingSettings
+    from monitor.audio.decode import ContinuousDecoder
+    from monitor.ingest.slots import make_segment, slot_ref
+    from monitor.ingest.timing import TimingSettings
 
     async with open_store(config.s3) as store:
         times = []

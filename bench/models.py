@@ -50,10 +50,10 @@ from models.classifier.ast import Classifier, load_classifier  # noqa: E402
 from models.denoiser.model import Denoiser, build_denoiser  # noqa: E402
 from models.denoiser.streaming import StreamingSettings  # noqa: E402
 from models.device import available_cores, configure_threads, select_device  # noqa: E402
-from models.engine import EngineSettings, InferenceEngine  # noqa: E402
-from monitor.audio.chunk import AudioChunk  # noqa: E402
-from monitor.audio.stream_denoise import StreamDenoiser  # noqa: E402
-from monitor.hls.segment import SegmentRef  # noqa: E402
+from monitor.audio.chunks import AudioChunk  # noqa: E402
+from monitor.inference.engine import EngineSettings, InferenceEngine  # noqa: E402
+from monitor.inference.stream_denoise import StreamDenoiser  # noqa: E402
+from monitor.ingest.slots import SegmentRef  # noqa: E402
 from monitor.timebase import after_samples, parse_utc  # noqa: E402
 
 STREAM_RATE = 48000

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 # No hub downloads in tests, ever; fake credentials so botocore never looks elsewhere.
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -16,7 +17,10 @@ os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-west-2")
 
+from monitor.ingest.s3 import S3Store, open_store
+from tests.support.s3_store import store_settings
 from tests.support.services import MotoServer, RedisServer
+from tests.support.synthetic_node import SyntheticNode, synthetic_node
 
 DATA = Path(__file__).parent / "data"
 
@@ -65,3 +69,32 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def trained_classifier(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny AST fine-tuned on the scenario's calls vs its background (~15 s on 2 cores)."""
+    from tests.support.e2e import train_classifier
+
+    return train_classifier(tmp_path_factory.mktemp("humpback-ast"))
+
+
+@pytest.fixture(autouse=True)
+def fresh_logging():
+    """A test that runs ``hydromon`` in-process configures structlog to write to its captured
+    stderr; later tests must not log into that file once it is closed."""
+    yield
+    structlog.reset_defaults()
+
+
+@pytest.fixture
+async def node(moto_server, bucket_name) -> AsyncIterator[SyntheticNode]:
+    """A synthetic node on the real moto server."""
+    async with synthetic_node(moto_server.endpoint_url, bucket_name) as created:
+        yield created
+
+
+@pytest.fixture
+async def store(moto_server, node) -> AsyncIterator[S3Store]:
+    async with open_store(store_settings(moto_server.endpoint_url, node.bucket)) as opened:
+        yield opened

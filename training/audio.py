@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torchaudio.functional as AF
 
-from monitor.audio.audiofile import read_audio, write_audio
+from monitor.audio.files import read_audio, write_audio
 from training.files import atomic_path
 
 

@@ -108,7 +108,7 @@ def execute(command: StepCommand, args: argparse.Namespace) -> int:
 
 
 def run_step_command(command: StepCommand, argv: list[str] | None = None) -> int:
-    from monitor.logs import configure_logging
+    from monitor.health.logs import configure_logging
 
     parser = argparse.ArgumentParser(
         prog=f"python -m {command.spec.module}", description=command.spec.help

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from monitor.hls.s3 import S3Settings, S3Store, open_store
+from monitor.ingest.s3 import S3Settings, S3Store, open_store
 from training.cli_support import step_command
 from training.files import atomic_path, atomic_write_json
 from training.steprun import StepRun

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from monitor import __version__
-from monitor.logs import get_logger
+from monitor.health.logs import get_logger
 from monitor.timebase import format_utc, utc_now
 from training.files import atomic_write_json, checksum
 from training.settings import as_dict

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from monitor.audio.ring_buffer import RingBuffer
-from monitor.audio.window import Window
+from monitor.audio.chunks import Window
+from monitor.audio.ring import RingBuffer
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from monitor.health.state import FeedHealth, FeedState, HealthSettings
-from monitor.metrics import Metrics
+from monitor.health.feed_state import FeedHealth, FeedState, HealthSettings
+from monitor.health.metrics import Metrics
 from monitor.timebase import format_utc, utc_now
 
 

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from monitor.health.board import HealthBoard
-from monitor.logs import get_logger
-from monitor.metrics import CONTENT_TYPE, Metrics
+from monitor.health.logs import get_logger
+from monitor.health.metrics import CONTENT_TYPE, Metrics
 from monitor.timebase import utc_now
 
 log = get_logger(__name__)

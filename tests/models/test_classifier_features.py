@@ -9,7 +9,7 @@ import torchaudio
 from transformers import ASTFeatureExtractor
 
 from models.classifier.features import FeatureExtractor, FeatureParams
-from tests.models.classifier_support import DATA, read_audio, real_windows
+from tests.support.classifier import DATA, read_audio, real_windows
 
 
 def reference(extractor: ASTFeatureExtractor, windows: list[np.ndarray]) -> np.ndarray:

@@ -12,7 +12,7 @@ import torch
 from transformers import ASTFeatureExtractor, ASTForAudioClassification, ASTModel
 
 from models.classifier.ast import ClassifierLoadError, load_classifier
-from tests.models.classifier_support import LABELS, real_windows, save_tiny_ast, tiny_config
+from tests.support.classifier import LABELS, real_windows, save_tiny_ast, tiny_config
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from models.denoiser import Denoiser, DenoiserOptions, StreamingSettings, build_denoiser
-from tests.models.test_denoiser_streaming import read_call
+from tests.support.calls import read_call
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 import torch
@@ -14,21 +13,11 @@ from torch import nn
 from models.denoiser import Denoiser, DenoiserOptions, StreamingSettings, build_denoiser
 from models.denoiser.frontend import complex_stft, deemphasis, inverse_stft, preemphasis
 from models.denoiser.streaming import MIN_FRAMES, chunk_spans, chunked_mask
+from tests.support.calls import read_call
 
 CALLS = Path(__file__).parents[1] / "data" / "humpback-calls"
 FULL_BAND = DenoiserOptions(fmin=0, fmax=22050)
 WHOLE = StreamingSettings(chunk_frames=4096)  # longer than any test input: one pass
-
-
-def read_call(name: str, sample_rate: int = 44100) -> torch.Tensor:
-    """A call file as mono float64 (1, n) at sample_rate, decoded with PyAV."""
-    resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
-    parts = []
-    with av.open(str(CALLS / name)) as container:
-        for frame in container.decode(audio=0):
-            parts += [f.to_ndarray() for f in resampler.resample(frame)]
-    parts += [f.to_ndarray() for f in resampler.resample(None)]
-    return torch.from_numpy(np.concatenate(parts, axis=1).astype(np.float64))
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from fractions import Fraction
 import av
 import numpy as np
 
-from monitor.hls.segment import Segment, SegmentRef
+from monitor.ingest.slots import Segment, SegmentRef
 from monitor.timebase import from_epoch
 
 FRAME_SAMPLES = 1024

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from transformers import ASTForAudioClassification
 
-from tests.training.tiny_ast import save_tiny_ast
+from tests.support.tiny_ast import save_tiny_ast
 from training.ast_positions import adapt_max_length, patch_grid
 from training.ast_source import start_model
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.training.tiny_ast import save_tiny_ast
+from tests.support.tiny_ast import save_tiny_ast
 from training.audio import load_mono, save_mono
 from training.evaluate import Candidate, EvaluateSettings, evaluate_candidate, run_evaluate
 from training.figures import PRLine, confusion_figure, pr_figure, save_figure

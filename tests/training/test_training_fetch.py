@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.humpback_catalogue import PREFIX, build_catalogue, upload_catalogue
 from tests.support.services import MotoServer
-from tests.training.humpback_catalogue import PREFIX, build_catalogue, upload_catalogue
 from training.fetch import FetchSettings, run_fetch
 from training.steprun import StepInterrupted
 

@@ -18,10 +18,10 @@ import pytest
 from models.bundle import load_bundle
 from models.classifier.ast import load_classifier
 from models.denoiser import load_denoiser, read_checkpoint
-from models.engine import EngineSettings, InferenceEngine
+from monitor.inference.engine import EngineSettings, InferenceEngine
+from tests.support.humpback_catalogue import build_catalogue, upload_catalogue
 from tests.support.services import MotoServer
-from tests.training.humpback_catalogue import build_catalogue, upload_catalogue
-from tests.training.tiny_ast import TINY, save_tiny_ast
+from tests.support.tiny_ast import TINY, save_tiny_ast
 from training.audio import load_mono
 from training.denoise import DenoiseSettings, run_denoise
 from training.evaluate import EvaluateSettings, run_evaluate

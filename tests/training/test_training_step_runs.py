@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.commands.train import register
+from monitor.cli.train import register
 from training.cli_support import EXIT_INTERRUPTED, parse_overrides, step_command
 from training.prepare import PrepareSettings
 from training.settings import load_settings, read_config

@@ -1,0 +1,85 @@
+"""Settings only the configuration holds: what no single component owns (the classifier and
+denoiser to load, the feeds, logging, which outputs run). Every other section of ``Config`` is
+a component's own settings class (see docs/configuration.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from monitor.audio.decode import ChannelPolicy
+from monitor.inference.stream_denoise import StreamDenoiseSettings
+
+
+@dataclass(frozen=True, slots=True)
+class ClassifierSettings:
+    source: str = "MIT/ast-finetuned-audioset-10-10-0.4593"  # hub id or local directory
+    # An exported model bundle (models/bundle.py); when set, it decides source, target_labels,
+    # thresholds, denoiser.checkpoint and the window (under explicit --set flags).
+    bundle: Path | None = None
+    target_labels: tuple[str, ...] = ("Whale vocalization",)
+    default_threshold: float = field(default=0.5, metadata={"min": 0.0, "max": 1.0})
+    thresholds: dict[str, float] = field(default_factory=dict)  # per label, 0..1
+
+    def __post_init__(self) -> None:
+        if not self.target_labels:
+            raise ValueError("target_labels: expected at least one label")
+        check_thresholds(self.thresholds)
+
+
+def check_thresholds(thresholds: dict[str, float]) -> None:
+    for label, value in thresholds.items():
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f'thresholds."{label}": expected a number in 0..1, got {value}')
+
+
+@dataclass(frozen=True, slots=True)
+class DenoiserSettings:
+    checkpoint: Path | None = None  # None: no denoising
+    # Each feed's stream is denoised once, in blocks (see monitor/inference/stream_denoise.py).
+    stream: StreamDenoiseSettings = field(default_factory=StreamDenoiseSettings)
+
+
+@dataclass(frozen=True, slots=True)
+class OutputSwitches:
+    """Which outputs run; each one's settings are its own section."""
+
+    redis: bool = False
+    websocket: bool = True
+    files: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingSettings:
+    level: str = field(default="info", metadata={"choices": ("debug", "info", "warning", "error")})
+    json: bool = True  # JSON lines (the daemon's default); false: readable lines
+
+
+@dataclass(frozen=True, slots=True)
+class FeedSettings:
+    """One hydrophone: the S3 prefix (node) and what to tell people about it."""
+
+    node: str
+    name: str = ""  # display name; empty: the node name
+    latitude: float | None = field(default=None, metadata={"min": -90.0, "max": 90.0})
+    longitude: float | None = field(default=None, metadata={"min": -180.0, "max": 180.0})
+    enabled: bool = True
+    thresholds: dict[str, float] = field(default_factory=dict)  # per label, over classifier's
+    channel: ChannelPolicy | None = None  # None: decoder.channel_policy
+
+    def __post_init__(self) -> None:
+        if not self.node:
+            raise ValueError("node: expected a non-empty node name")
+        check_thresholds(self.thresholds)
+        channel = self.channel
+        if channel is not None and (
+            isinstance(channel, bool)
+            or not (channel in ("auto", "mix") or (isinstance(channel, int) and channel >= 0))
+        ):
+            raise ValueError(
+                f'channel: expected "auto", "mix" or a channel index ≥ 0, got {channel!r}'
+            )
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.node

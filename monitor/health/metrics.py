@@ -1,0 +1,163 @@
+"""Prometheus metrics, in a registry of hydromon's own (never the process-global one).
+
+One ``Metrics`` object per daemon; the rest of the code calls its small methods. Names follow
+Prometheus conventions: ``hydromon_`` prefix, base units (seconds, bytes), ``_total`` counters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Enum,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from monitor.health.feed_state import FeedState
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+_SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.segments_fetched = Counter(
+            "hydromon_segments_fetched", "Segments fetched from S3", ["feed"], registry=r
+        )
+        self.bytes_fetched = Counter(
+            "hydromon_fetched_bytes", "Bytes of segments fetched from S3", ["feed"], registry=r
+        )
+        self.segment_gaps = Counter(
+            "hydromon_segment_gaps", "Segment slots with no audio", ["feed", "reason"], registry=r
+        )
+        self.decode_seconds = Histogram(
+            "hydromon_decode_seconds",
+            "Time to decode one segment",
+            ["feed"],
+            buckets=_SECONDS_BUCKETS,
+            registry=r,
+        )
+        self.inference_seconds = Histogram(
+            "hydromon_inference_seconds",
+            "Time for one engine batch",
+            buckets=_SECONDS_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "hydromon_batch_size", "Windows per engine batch", buckets=_BATCH_BUCKETS, registry=r
+        )
+        self.ring_overrun_samples = Counter(
+            "hydromon_ring_overrun_samples",
+            "Samples overwritten in a ring buffer before they were read",
+            ["feed"],
+            registry=r,
+        )
+        self.windows_scored = Counter(
+            "hydromon_windows_scored", "Windows scored by the engine", ["feed"], registry=r
+        )
+        self.windows_skipped = Counter(
+            "hydromon_windows_skipped", "Windows not scored", ["feed", "reason"], registry=r
+        )
+        self.detections = Counter(
+            "hydromon_detections",
+            "Detection messages by label and status",
+            ["feed", "label", "status"],
+            registry=r,
+        )
+        self.publish_failures = Counter(
+            "hydromon_publish_failures", "Failed publishes by output", ["output"], registry=r
+        )
+        self.spool_depth = Gauge(
+            "hydromon_spool_depth", "Messages waiting in an output's spool", ["output"], registry=r
+        )
+        self.websocket_clients = Gauge(
+            "hydromon_websocket_clients", "Connected websocket clients", registry=r
+        )
+        self.feed_state = Enum(
+            "hydromon_feed_state",
+            "Feed state",
+            ["feed"],
+            states=[str(s) for s in FeedState],
+            registry=r,
+        )
+        self.lag_seconds = Gauge(
+            "hydromon_lag_seconds", "How far processing is behind real time", ["feed"], registry=r
+        )
+        # Totals already turned into observations (the engine and outputs keep running totals).
+        self._seen_batch_sizes: dict[int, int] = {}
+        self._seen_batches = 0
+        self._seen_inference_s = 0.0
+        self._seen_failures: dict[str, int] = {}
+
+    def segment_fetched(self, feed: str, nbytes: int) -> None:
+        self.segments_fetched.labels(feed).inc()
+        self.bytes_fetched.labels(feed).inc(nbytes)
+
+    def segment_gap(self, feed: str, reason: str) -> None:
+        self.segment_gaps.labels(feed, reason).inc()
+
+    def decoded(self, feed: str, seconds: float) -> None:
+        self.decode_seconds.labels(feed).observe(seconds)
+
+    def ring_overrun(self, feed: str, samples: int) -> None:
+        self.ring_overrun_samples.labels(feed).inc(samples)
+
+    def window_scored(self, feed: str, count: int = 1) -> None:
+        self.windows_scored.labels(feed).inc(count)
+
+    def window_skipped(self, feed: str, reason: str, count: int = 1) -> None:
+        self.windows_skipped.labels(feed, reason).inc(count)
+
+    def detection(self, feed: str, label: str, status: str) -> None:
+        self.detections.labels(feed, label, status).inc()
+
+    def set_spool_depth(self, output: str, depth: int) -> None:
+        self.spool_depth.labels(output).set(depth)
+
+    def set_websocket_clients(self, count: int) -> None:
+        self.websocket_clients.set(count)
+
+    def set_feed_state(self, feed: str, state: FeedState | str) -> None:
+        self.feed_state.labels(feed).state(str(state))
+
+    def set_lag(self, feed: str, seconds: float) -> None:
+        self.lag_seconds.labels(feed).set(seconds)
+
+    def engine_totals(
+        self, batch_sizes: Mapping[int, int], batches: int, inference_seconds: float
+    ) -> None:
+        """Take the engine's running totals (``EngineStats``), observing what is new since the
+        last call: each new batch's size exactly, and each new batch's time as the mean over
+        them (the engine keeps only the total time)."""
+        for size, total in batch_sizes.items():
+            for _ in range(total - self._seen_batch_sizes.get(size, 0)):
+                self.batch_size.observe(size)
+            self._seen_batch_sizes[size] = total
+        new = batches - self._seen_batches
+        if new > 0:
+            mean = max(0.0, inference_seconds - self._seen_inference_s) / new
+            for _ in range(new):
+                self.inference_seconds.observe(mean)
+            self._seen_batches = batches
+            self._seen_inference_s = inference_seconds
+
+    def publish_failures_total(self, output: str, total: int) -> None:
+        """An output's running count of failed or dropped publishes; counts what is new."""
+        new = total - self._seen_failures.get(output, 0)
+        child = self.publish_failures.labels(output)  # shown (at 0) from the start
+        if new > 0:
+            child.inc(new)
+            self._seen_failures[output] = total
+
+    def exposition(self) -> bytes:
+        """The registry in the Prometheus text format."""
+        return generate_latest(self.registry)

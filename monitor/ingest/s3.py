@@ -1,0 +1,356 @@
+"""Read-only access to the Orcasound bucket through one shared aiobotocore client.
+
+botocore's own retries are switched off (one attempt per call) so that the retry policy is ours:
+exponential backoff with full jitter on 5xx, throttling, timeouts and connection errors. A 404 is
+an answer (``None``), a 304 is an answer (``NotModified``), a 403 is an error that retrying will
+not fix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import aiohttp
+from aiobotocore.config import AioConfig
+from aiobotocore.session import AioSession, get_session
+from botocore import UNSIGNED
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+    ResponseStreamingError,
+)
+
+from monitor.health.logs import get_logger
+
+log = get_logger(__name__)
+
+T = TypeVar("T")
+
+_NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+_RETRY_CODES = frozenset(
+    {"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "Throttling", "503"}
+)
+_TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    ConnectTimeoutError,
+    ReadTimeoutError,
+    EndpointConnectionError,
+    ConnectionClosedError,
+    ResponseStreamingError,
+    aiohttp.ClientError,
+    asyncio.TimeoutError,
+    ConnectionError,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class S3Settings:
+    bucket: str = "audio-orcasound-net"
+    region: str = "us-west-2"
+    endpoint_url: str | None = None
+    anonymous: bool = True  # the Orcasound bucket is public: unsigned requests
+    connect_timeout_s: float = field(default=5.0, metadata={"gt": 0.0})
+    read_timeout_s: float = field(default=20.0, metadata={"gt": 0.0})
+    max_attempts: int = field(default=5, metadata={"min": 1})  # per call, the first included
+    backoff_base_s: float = field(default=0.25, metadata={"min": 0.0})
+    backoff_max_s: float = field(default=10.0, metadata={"min": 0.0})
+    max_pool_connections: int = field(default=32, metadata={"min": 1})
+    list_page_size: int = field(default=1000, metadata={"min": 1, "max": 1000})
+
+    def __post_init__(self) -> None:
+        if not self.bucket:
+            raise ValueError("S3Settings.bucket must not be empty")
+        if self.max_attempts < 1:
+            raise ValueError(f"S3Settings.max_attempts must be >= 1, got {self.max_attempts}")
+        if self.backoff_base_s < 0 or self.backoff_max_s < 0:
+            raise ValueError("S3Settings backoff times must be >= 0")
+        if not 1 <= self.list_page_size <= 1000:
+            raise ValueError(
+                f"S3Settings.list_page_size must be 1..1000, got {self.list_page_size}"
+            )
+
+
+class S3Error(Exception):
+    """A request that failed for a reason retrying cannot fix, or after all retries."""
+
+    def __init__(self, message: str, *, key: str | None = None, status: int | None = None):
+        super().__init__(message)
+        self.key = key
+        self.status = status
+
+
+class S3AccessDenied(S3Error):
+    """403: the bucket or key is not public (or our credentials are refused)."""
+
+
+class S3BucketMissing(S3Error):
+    """The bucket itself does not exist: a configuration error."""
+
+
+class S3Unavailable(S3Error):
+    """Transient failures (5xx, timeouts, connection errors) outlasted every retry."""
+
+
+@dataclass(frozen=True, slots=True)
+class S3Object:
+    key: str
+    data: bytes
+    etag: str | None
+    last_modified: datetime | None  # aware UTC
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    @property
+    def text(self) -> str:
+        return self.data.decode("utf-8", errors="replace")
+
+
+@dataclass(frozen=True, slots=True)
+class NotModified:
+    """A conditional GET found the object unchanged."""
+
+    key: str
+    etag: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    key: str
+    size: int
+    etag: str | None
+    last_modified: datetime | None  # aware UTC
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    objects: list[ObjectInfo]
+    prefixes: list[str]  # CommonPrefixes when a delimiter was given
+
+    @property
+    def keys(self) -> list[str]:
+        return [item.key for item in self.objects]
+
+
+@dataclass(slots=True)
+class RequestStats:
+    """Counts of calls made by the store (one per logical request, retries counted apart)."""
+
+    gets: int = 0
+    lists: int = 0
+    retries: int = 0
+    not_modified: int = 0
+    not_found: int = 0
+
+
+def backoff_delay(attempt: int, base_s: float, max_s: float, rng: random.Random) -> float:
+    """Full jitter: uniform in [0, min(max, base·2^attempt)] (attempt counts from 0)."""
+    return rng.uniform(0.0, min(max_s, base_s * (2.0**attempt)))
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    return None if moment is None else moment.astimezone(UTC)
+
+
+def _status(error: ClientError) -> int | None:
+    status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return int(status) if status is not None else None
+
+
+def _code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def _is_retryable(error: BaseException) -> bool:
+    if isinstance(error, ClientError):
+        status = _status(error)
+        return (status is not None and status >= 500) or _code(error) in _RETRY_CODES
+    return isinstance(error, _TRANSIENT_ERRORS)
+
+
+class S3Store:
+    """One bucket, one client. Create it with :func:`open_store`."""
+
+    def __init__(self, client: Any, settings: S3Settings, *, rng: random.Random | None = None):
+        self.client = client
+        self.settings = settings
+        self.stats = RequestStats()
+        self._rng = rng or random.Random()
+
+    @property
+    def bucket(self) -> str:
+        return self.settings.bucket
+
+    async def _with_retries(self, what: str, key: str, call: Callable[[], Awaitable[T]]) -> T:
+        attempt = 0
+        while True:
+            try:
+                return await call()
+            except ClientError as error:
+                status, code = _status(error), _code(error)
+                if code == "NoSuchBucket":
+                    raise S3BucketMissing(
+                        f"bucket {self.bucket!r} does not exist ({what} {key!r})",
+                        key=key,
+                        status=status,
+                    ) from error
+                if status == 403 or code == "AccessDenied":
+                    raise S3AccessDenied(
+                        f"access denied: {what} s3://{self.bucket}/{key}", key=key, status=403
+                    ) from error
+                if not _is_retryable(error):
+                    raise S3Error(
+                        f"{what} s3://{self.bucket}/{key} failed: {code} (HTTP {status})",
+                        key=key,
+                        status=status,
+                    ) from error
+                last: BaseException = error
+            except _TRANSIENT_ERRORS as error:
+                last = error
+            except BotoCoreError as error:
+                raise S3Error(
+                    f"{what} s3://{self.bucket}/{key} failed: {error}", key=key
+                ) from error
+            attempt += 1
+            if attempt >= self.settings.max_attempts:
+                raise S3Unavailable(
+                    f"{what} s3://{self.bucket}/{key} failed after {attempt} attempts: {last!r}",
+                    key=key,
+                    status=_status(last) if isinstance(last, ClientError) else None,
+                ) from last
+            self.stats.retries += 1
+            delay = backoff_delay(
+                attempt - 1, self.settings.backoff_base_s, self.settings.backoff_max_s, self._rng
+            )
+            log.warning("s3_retry", op=what, key=key, attempt=attempt, delay_s=round(delay, 3))
+            await asyncio.sleep(delay)
+
+    async def get(
+        self,
+        key: str,
+        *,
+        etag: str | None = None,
+        if_modified_since: datetime | None = None,
+    ) -> S3Object | NotModified | None:
+        """GET ``key``: the object, ``NotModified`` (conditional GET), or None when absent."""
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if etag is not None:
+            params["IfNoneMatch"] = etag
+        if if_modified_since is not None:
+            params["IfModifiedSince"] = if_modified_since
+
+        async def call() -> S3Object | NotModified | None:
+            try:
+                response = await self.client.get_object(**params)
+            except ClientError as error:
+                if _status(error) == 304 or _code(error) in ("304", "NotModified"):
+                    return NotModified(key=key, etag=etag)
+                if _code(error) in _NOT_FOUND_CODES:
+                    return None
+                raise
+            async with response["Body"] as body:
+                data = await body.read()
+            return S3Object(
+                key=key,
+                data=data,
+                etag=response.get("ETag"),
+                last_modified=_utc(response.get("LastModified")),
+            )
+
+        self.stats.gets += 1
+        result = await self._with_retries("GET", key, call)
+        if isinstance(result, NotModified):
+            self.stats.not_modified += 1
+        elif result is None:
+            self.stats.not_found += 1
+        return result
+
+    async def get_text(self, key: str) -> str | None:
+        """The object as UTF-8 text, or None when absent."""
+        found = await self.get(key)
+        return found.text if isinstance(found, S3Object) else None
+
+    async def list_pages(
+        self, prefix: str, *, delimiter: str | None = None
+    ) -> AsyncIterator[Listing]:
+        """LIST page by page (each page retried on its own); callers may stop early."""
+        token: str | None = None
+        while True:
+            params: dict[str, Any] = {
+                "Bucket": self.bucket,
+                "Prefix": prefix,
+                "MaxKeys": self.settings.list_page_size,
+            }
+            if delimiter is not None:
+                params["Delimiter"] = delimiter
+            if token is not None:
+                params["ContinuationToken"] = token
+
+            async def call(params: dict[str, Any] = params) -> dict[str, Any]:
+                return await self.client.list_objects_v2(**params)
+
+            self.stats.lists += 1
+            page = await self._with_retries("LIST", prefix, call)
+            yield Listing(
+                objects=[
+                    ObjectInfo(
+                        key=item["Key"],
+                        size=int(item.get("Size", 0)),
+                        etag=item.get("ETag"),
+                        last_modified=_utc(item.get("LastModified")),
+                    )
+                    for item in page.get("Contents", [])
+                ],
+                prefixes=[item["Prefix"] for item in page.get("CommonPrefixes", [])],
+            )
+            if not page.get("IsTruncated"):
+                return
+            token = page.get("NextContinuationToken")
+            if not token:
+                raise S3Error(f"LIST {prefix!r}: truncated page without a continuation token")
+
+    async def list(self, prefix: str, *, delimiter: str | None = None) -> Listing:
+        """Every key (and common prefix) under ``prefix``, all pages."""
+        objects: list[ObjectInfo] = []
+        prefixes: list[str] = []
+        async for page in self.list_pages(prefix, delimiter=delimiter):
+            objects.extend(page.objects)
+            prefixes.extend(page.prefixes)
+        return Listing(objects=objects, prefixes=prefixes)
+
+
+@functools.cache
+def _session() -> AioSession:
+    # One session per process: building one reloads botocore's service models (~0.5 s).
+    return get_session()
+
+
+@asynccontextmanager
+async def open_store(
+    settings: S3Settings | None = None, *, rng: random.Random | None = None
+) -> AsyncIterator[S3Store]:
+    """An :class:`S3Store` around one pooled client, closed on exit."""
+    settings = settings or S3Settings()
+    config = AioConfig(
+        region_name=settings.region,
+        signature_version=UNSIGNED if settings.anonymous else None,
+        connect_timeout=settings.connect_timeout_s,
+        read_timeout=settings.read_timeout_s,
+        max_pool_connections=settings.max_pool_connections,
+        retries={"total_max_attempts": 1, "mode": "standard"},
+    )
+    async with _session().create_client(
+        "s3", region_name=settings.region, endpoint_url=settings.endpoint_url, config=config
+    ) as client:
+        yield S3Store(client, settings, rng=rng)

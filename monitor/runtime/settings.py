@@ -1,0 +1,25 @@
+"""The daemon's settings (``monitor/runtime/daemon.py`` re-exports them), apart from the daemon
+so that reading a configuration does not import the models."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from monitor.runtime.pipeline import PipelineSettings
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonSettings:
+    # feeds must drain and close within this after stop (`run --shutdown-timeout` overrides it)
+    shutdown_timeout_s: float = field(default=20.0, metadata={"gt": 0.0})
+    # then each output gets this long to drain
+    output_close_timeout_s: float = field(default=10.0, metadata={"gt": 0.0})
+    health_tick_s: float = field(default=5.0, metadata={"gt": 0.0})  # Offline, Lagged by clock
+    decoder_threads: int = field(default=2, metadata={"min": 1})  # shared by all feeds
+    pipeline: PipelineSettings = field(default_factory=PipelineSettings)
+
+    def __post_init__(self) -> None:
+        if self.shutdown_timeout_s <= 0 or self.output_close_timeout_s <= 0:
+            raise ValueError("shutdown and output close timeouts must be > 0 s")
+        if self.decoder_threads < 1:
+            raise ValueError("decoder_threads: must be ≥ 1")

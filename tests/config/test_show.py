@@ -1,0 +1,122 @@
+"""``hydromon config show`` as a real subprocess of the installed entry point."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+from monitor.config.loader import Config, build, load_config
+
+REPO = Path(__file__).resolve().parents[2]
+HYDROMON = Path(sys.executable).parent / "hydromon"
+
+
+def hydromon(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("HYDROMON_")}
+    return subprocess.run(
+        [str(HYDROMON), *args],
+        cwd=REPO,
+        env={**clean, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_show_prints_the_effective_config_as_toml() -> None:
+    done = hydromon("config", "show", "--config", "config/default.toml")
+    assert done.returncode == 0, done.stderr
+    shown = build(Config, tomllib.loads(done.stdout))
+    assert shown == load_config(REPO / "config" / "default.toml", env={})
+
+
+def test_show_applies_env_then_flags_and_prints_json() -> None:
+    done = hydromon(
+        "config",
+        "show",
+        "--format",
+        "json",
+        "--set",
+        "engine.max_batch=16",
+        "--redis-url",
+        "redis://127.0.0.1:6390/0",
+        "--feeds",
+        "rpi_bush_point",
+        env={"HYDROMON_ENGINE__MAX_BATCH": "4", "HYDROMON_ENGINE__MAX_WAIT_MS": "7"},
+    )
+    assert done.returncode == 0, done.stderr
+    shown = json.loads(done.stdout)
+    assert shown["engine"]["max_batch"] == 16
+    assert shown["engine"]["max_wait_ms"] == 7.0
+    assert shown["redis"]["url"] == "redis://127.0.0.1:6390/0"
+    assert shown["outputs"]["redis"] is True  # --redis-url turns the output on
+    assert [f["node"] for f in shown["feeds"] if f["enabled"]] == ["rpi_bush_point"]
+
+
+def test_show_reads_the_file_named_by_hydromon_config(tmp_path: Path) -> None:
+    path = tmp_path / "mine.toml"
+    path.write_text("[http]\nport = 9999\n", encoding="utf-8")
+    done = hydromon("config", "show", "--format", "json", env={"HYDROMON_CONFIG": str(path)})
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["http"]["port"] == 9999
+
+
+def test_show_exits_2_naming_the_bad_setting(tmp_path: Path) -> None:
+    done = hydromon("config", "show", "--set", "engine.max_batch=x")
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert 'engine.max_batch: expected an integer ≥ 1, got "x"' in done.stderr
+
+    path = tmp_path / "bad.toml"
+    path.write_text("[websocket]\nhots = '0.0.0.0'\n", encoding="utf-8")
+    done = hydromon("config", "show", "--config", str(path))
+    assert done.returncode == 2
+    assert "websocket.hots: unknown setting" in done.stderr
+
+    done = hydromon("config", "show", "--config", str(tmp_path / "missing.toml"))
+    assert done.returncode == 2
+    assert "no such configuration file" in done.stderr
+
+
+def test_show_nested_overrides_and_derived_settings() -> None:
+    done = hydromon(
+        "config",
+        "show",
+        "--config",
+        "config/default.toml",
+        "--set",
+        "follower.timing.precedence=number",
+        env={"HYDROMON_FOLLOWER__ARCHIVE__PREFETCH": "2", "HYDROMON_DECODER__CHANNEL_POLICY": "1"},
+    )
+    assert done.returncode == 0, done.stderr
+    shown = tomllib.loads(done.stdout)
+    assert shown["follower"]["timing"]["precedence"] == "number"
+    assert shown["follower"]["archive"]["prefetch"] == 2
+    assert "timing" not in shown["follower"]["archive"]  # follows follower.timing
+    assert shown["decoder"]["channel_policy"] == 1
+    assert "# [follower.archive.timing] follows follower.timing" in done.stdout
+    assert '# thresholds = { "Whale vocalization" = 0.5 }  (follows' in done.stdout
+    config = build(Config, shown)
+    assert config.follower.archive.timing.precedence.value == "number"
+
+
+def test_show_redis_url_flag_turns_the_output_on_and_off() -> None:
+    on = hydromon("config", "show", "--format", "json", "--redis-url", "redis://h:1/0")
+    assert on.returncode == 0, on.stderr
+    assert json.loads(on.stdout)["outputs"]["redis"] is True
+    off = hydromon(
+        "config",
+        "show",
+        "--format",
+        "json",
+        "--redis-url",
+        "",
+        env={"HYDROMON_OUTPUTS__REDIS": "true"},
+    )
+    assert off.returncode == 0, off.stderr
+    assert json.loads(off.stdout)["outputs"]["redis"] is False  # the flag is over the env

@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+from monitor.detect.records import FeedInfo
+from monitor.detect.wire import feed_status_message
+from monitor.publish.files import RAVEN_COLUMNS, FileOutput, FileSettings
+from tests.support.detections import T0, checked, detection_series, make_builder, run_scores
+
+LATE = datetime(2024, 6, 7, 23, 59, 57, tzinfo=UTC)
+
+
+async def write_all(settings: FileSettings, messages: list[dict]) -> FileOutput:
+    output = FileOutput(settings)
+    await output.start()
+    for message in messages:
+        await output.publish(message)
+    await output.close()
+    return output
+
+
+def raven_rows(path: Path) -> list[dict[str, str]]:
+    lines = path.read_text().splitlines()
+    assert lines[0].split("\t") == list(RAVEN_COLUMNS)
+    return [dict(zip(RAVEN_COLUMNS, line.split("\t"), strict=True)) for line in lines[1:]]
+
+
+async def test_jsonl_per_utc_day_and_raven_for_closed_detections(tmp_path: Path) -> None:
+    day_one = detection_series(4)
+    # a detection that starts 3 s before midnight and ends after it
+    midnight = run_scores(make_builder(), [0.9] * 5 + [0.0] * 4, origin=LATE)
+    status = feed_status_message(
+        FeedInfo("rpi_orcasound_lab", "Orcasound Lab"), "Offline", LATE, emitted_utc=LATE
+    )
+    messages = checked([*day_one, *midnight, status])
+    output = await write_all(FileSettings(directory=tmp_path), messages)
+
+    jsonl = tmp_path / "jsonl" / "2024-06-07.jsonl"
+    assert [json.loads(line) for line in jsonl.read_text().splitlines()] == messages
+    assert sorted(p.name for p in (tmp_path / "jsonl").iterdir()) == ["2024-06-07.jsonl"]
+
+    table = output.raven_path("rpi_orcasound_lab", T0)
+    assert table == tmp_path / "raven/rpi_orcasound_lab/rpi_orcasound_lab.2024-06-07.selections.txt"
+    rows = raven_rows(table)
+    closed = [m for m in messages if m.get("status") == "closed"]
+    assert [row["Detection Id"] for row in rows] == [m["id"] for m in closed]
+    assert [row["Selection"] for row in rows] == ["1", "2", "3"]
+    first = rows[0]
+    assert first["Begin Time (s)"] == "43200.000"  # 12:00:00 UTC
+    assert first["End Time (s)"] == f"{43200 + closed[0]['duration_s']:.3f}"
+    assert first["View"] == "Spectrogram 1" and first["Channel"] == "1"
+    assert first["Low Freq (Hz)"] == "0" and first["High Freq (Hz)"] == "8000"
+    assert first["Label"] == "humpback" and first["Score Max"] == "0.6000"
+    assert first["Begin UTC"] == closed[0]["start_utc"]
+    late = rows[-1]
+    assert late["Begin Time (s)"] == "86397.000" and late["End Time (s)"] == "86403.000"
+    assert late["End UTC"] == "2024-06-08T00:00:03.000Z"
+
+
+async def test_restart_continues_selection_numbers_and_repairs_a_torn_line(tmp_path) -> None:
+    messages = detection_series(4)
+    settings = FileSettings(directory=tmp_path, fsync=False)
+    output = await write_all(settings, messages[:2])
+    jsonl = output.jsonl_path(T0)
+    with jsonl.open("a") as handle:  # a crash in the middle of a line
+        handle.write('{"kind": "detec')
+    await write_all(settings, messages[2:])
+    lines = jsonl.read_text().splitlines()
+    assert lines[2] == '{"kind": "detec'
+    assert [json.loads(line) for line in lines[:2] + lines[3:]] == messages
+    rows = raven_rows(output.raven_path("rpi_orcasound_lab", T0))
+    assert [row["Selection"] for row in rows] == ["1", "2"]
+    assert [row["Detection Id"] for row in rows] == [messages[1]["id"], messages[3]["id"]]
+
+
+async def test_only_raven_or_only_jsonl(tmp_path: Path) -> None:
+    messages = detection_series(2)
+    await write_all(FileSettings(directory=tmp_path / "a", jsonl=False), messages)
+    assert not (tmp_path / "a" / "jsonl").exists()
+    assert (tmp_path / "a" / "raven").exists()
+    await write_all(FileSettings(directory=tmp_path / "b", raven=False), messages)
+    assert not (tmp_path / "b" / "raven").exists()
+
+
+async def test_a_replay_or_redelivery_adds_no_duplicate_rows(tmp_path: Path) -> None:
+    messages = detection_series(6)
+    settings = FileSettings(directory=tmp_path, fsync=False)
+    first = await write_all(settings, messages[:4])
+    # Redelivered in the same run (e.g. a spool retry), then a fresh process replays all.
+    for message in messages[:4]:
+        await first.publish(message)
+    assert first.duplicates == 4 + 2  # four JSON lines and two Raven rows
+    second = await write_all(settings, messages)
+    assert second.duplicates == 4 + 2
+    jsonl = first.jsonl_path(T0)
+    assert [json.loads(line) for line in jsonl.read_text().splitlines()] == messages
+    rows = raven_rows(first.raven_path("rpi_orcasound_lab", T0))
+    closed = [m["id"] for m in messages if m["status"] == "closed"]
+    assert [row["Detection Id"] for row in rows] == closed
+    assert [row["Selection"] for row in rows] == ["1", "2", "3"]
+
+
+async def test_idempotence_survives_index_eviction(tmp_path: Path) -> None:
+    # One cached index: every other file is re-read from disk when it comes back.
+    settings = FileSettings(directory=tmp_path, fsync=False, index_files=1)
+    lab = detection_series(4)
+    bush = detection_series(4, feed="rpi_bush_point")
+    output = FileOutput(settings)
+    await output.start()
+    for message in [*lab, *bush, *lab, *bush]:
+        await output.publish(message)
+    assert output.duplicates == 8 + 4
+    for feed, messages in (("rpi_orcasound_lab", lab), ("rpi_bush_point", bush)):
+        rows = raven_rows(output.raven_path(feed, T0))
+        assert [row["Detection Id"] for row in rows] == [messages[1]["id"], messages[3]["id"]]
+    lines = output.jsonl_path(T0).read_text().splitlines()
+    assert sorted(json.loads(line)["message_id"] for line in lines) == sorted(
+        m["message_id"] for m in lab + bush
+    )
