@@ -49,7 +49,7 @@ from monitor.ingest.archive import read_archive  # noqa: E402
 from monitor.ingest.live import FollowerSettings  # noqa: E402
 from monitor.ingest.s3 import open_store  # noqa: E402
 from monitor.publish.files import FileOutput, FileSettings  # noqa: E402
-from monitor.runtime.daemon import ArchiveRange, Daemon, LiveSource  # noqa: E402
+from monitor.runtime.daemon import Daemon, LiveMode, ReplayMode  # noqa: E402
 from monitor.timebase import parse_utc, utc_now  # noqa: E402
 from tests.support.e2e import (  # noqa: E402
     LABEL,
@@ -106,7 +106,7 @@ def make_config(workdir: Path, endpoint: str, bucket: str, feeds: list[str], cla
 
 
 async def replay_speed(
-    config, feeds: list[str], span: ArchiveRange, out: Path
+    config, feeds: list[str], span: ReplayMode, out: Path
 ) -> tuple[float, float]:
     """× real time over the whole run, and from the moment the feeds started (model loading and
     the engine's precision probe excluded)."""
@@ -124,7 +124,7 @@ async def replay_speed(
     return audio / (ended - began), audio / (ended - started)
 
 
-async def decode_only_speed(config, feed: str, span: ArchiveRange) -> float:
+async def decode_only_speed(config, feed: str, span: ReplayMode) -> float:
     began = time.perf_counter()
     audio = 0.0
     async with open_store(config.s3) as store:
@@ -143,7 +143,7 @@ async def live_latency(config, node: SyntheticNode, feed: str, stream: Stream, p
     await node.put(f"{feed}/latest.txt", f"{epoch}\n")
     uploaded[0] = time.monotonic()
     stop = asyncio.Event()
-    daemon = Daemon(config, LiveSource(), [feed])
+    daemon = Daemon(config, LiveMode(), [feed])
     run = asyncio.create_task(daemon.run(stop))
     await asyncio.wait_for(daemon.started.wait(), 120)
 
@@ -234,7 +234,7 @@ async def main(args: argparse.Namespace) -> None:
             for feed in feeds:
                 await upload(node, epoch, stream, feed)
             config = make_config(work / "r", moto.endpoint_url, bucket, feeds, tiny, 0.5)
-            span = ArchiveRange(stream.start_utc, stream.start_utc + timedelta(seconds=seconds))
+            span = ReplayMode(stream.start_utc, stream.start_utc + timedelta(seconds=seconds))
             base = await decode_only_speed(config, feeds[0], span)
             print(f"replay baseline (S3 read + decode only, 1 feed): {base:.0f}× real time")
             print("(replay speeds from the feeds' start: model loading excluded)")
@@ -247,7 +247,7 @@ async def main(args: argparse.Namespace) -> None:
                       f"(all feeds together)")  # fmt: skip
             if args.full_size:
                 full = full_size_checkpoint(work / "full")
-                short = ArchiveRange(span.start, span.start + timedelta(seconds=120))
+                short = ReplayMode(span.start, span.start + timedelta(seconds=120))
                 big = make_config(work / "f", moto.endpoint_url, bucket, feeds, full, 2.0)
                 whole, speed = await replay_speed(big, feeds[:1], short, work / "rf")
                 print(

@@ -41,47 +41,43 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace) -> int:
     # Imported here so that `hydromon --help` and light commands do not load torch.
     from monitor.runtime import wiring
-    from monitor.runtime.daemon import ArchiveRange, Daemon, serve_until_signalled
+    from monitor.runtime.daemon import Daemon, ReplayMode, serve_until_signalled
     from monitor.runtime.progress import ReplayProgress
-    from monitor.runtime.resume import StateError, load_resume_point, state_path
 
     try:
         config = config_from_args(args)
-        span = ArchiveRange(args.start, args.end)
+        mode = ReplayMode(args.start, args.end)
     except (ConfigError, ValueError) as error:
         print(f"hydromon: {error}", file=sys.stderr)
         return 2
+    feeds = list(dict.fromkeys(args.feed))
+    known = [feed.node for feed in config.feeds]
+    unknown = [feed for feed in feeds if feed not in known]
+    if unknown:
+        print(
+            f"hydromon: unknown feed {', '.join(map(repr, unknown))}: the configuration has "
+            f"{', '.join(known) or 'no feeds'}",
+            file=sys.stderr,
+        )
+        return 2
     level = args.log_level if args.log_level != "info" else config.logging.level
     configure_logging(json_lines=args.log_json, level=level)
-    feeds = list(dict.fromkeys(args.feed))
-    progress = ReplayProgress(feeds, span.start, span.end, enabled=args.progress)
-    state_dir = config.state.dir
-    try:
-        for feed in feeds if state_dir is not None else ():
-            point = load_resume_point(state_path(Path(state_dir), span.scope, feed), feed)
-            if point is not None:
-                progress.resumed(feed, point.next_window_utc)
-    except StateError as error:
-        progress.close()
-        print(f"hydromon: {error}", file=sys.stderr)
-        return 2
+    progress = ReplayProgress(feeds, mode.start, mode.end, enabled=args.progress)
     outputs = wiring.make_outputs(config, websocket=False, files_dir=args.out)
     daemon = Daemon(
         config,
-        span,
+        mode,
         feeds,
         settings=config.daemon,
         outputs=outputs,
         serve_http=False,
-        on_progress=progress.update,
+        progress=progress,
     )
     try:
         code = asyncio.run(serve_until_signalled(daemon))
     finally:
         progress.close()
-    print(
-        f"replayed {progress.total_done_s:.0f} s of audio from {len(feeds)} feed(s) "
-        f"at {progress.speed():.1f}× real time",
-        file=sys.stderr,
-    )
+    if daemon.started.is_set():  # nothing was replayed when it could not start
+        audio_s = sum(pipeline.progress.audio_s for pipeline in daemon.pipelines.values())
+        print(progress.summary(audio_s), file=sys.stderr)
     return code

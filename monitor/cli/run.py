@@ -40,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     # Imported here so that `hydromon --help` and light commands do not load torch.
-    from monitor.runtime.daemon import Daemon, LiveSource, serve_until_signalled
+    from monitor.runtime.daemon import Daemon, LiveMode, serve_until_signalled
 
     try:
         config = config_from_args(args)
@@ -57,5 +57,5 @@ def run(args: argparse.Namespace) -> int:
     if args.shutdown_timeout is not None:
         seconds = args.shutdown_timeout.total_seconds()
         settings = dataclasses.replace(settings, shutdown_timeout_s=seconds)
-    daemon = Daemon(config, LiveSource(args.backfill), feeds, settings=settings)
+    daemon = Daemon(config, LiveMode(args.backfill), feeds, settings=settings)
     return asyncio.run(serve_until_signalled(daemon))

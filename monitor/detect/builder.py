@@ -190,6 +190,12 @@ class EventBuilder:
     def open_count(self) -> int:
         return sum(1 for track in self._tracks.values() if track.credible)
 
+    def earliest_open_start(self, feed: str) -> datetime | None:
+        """Start of the oldest candidate or open detection of ``feed`` (a resume point must not
+        pass it, or a restart could never close it)."""
+        starts = [track.start_utc for key, track in self._tracks.items() if key[0] == feed]
+        return min(starts, default=None)
+
     def last_audio_end(self, feed: str) -> datetime | None:
         """End of the newest window seen from ``feed`` (how far that feed has got)."""
         return self._last_end.get(feed)

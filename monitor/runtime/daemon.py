@@ -1,9 +1,12 @@
 """The daemon: one engine, the outputs, the health server and one supervised pipeline per feed.
 
-``hydromon run`` and ``hydromon replay`` both build a ``Daemon``; they differ only in the segment
-source each feed's pipeline opens (``LiveSource``: follow the live stream from now, from a
-backfill time or from the saved resume point; ``ArchiveRange``: read a time range) and in which
-outputs and servers they start.
+``hydromon run`` and ``hydromon replay`` both build a ``Daemon`` with a mode (``LiveMode``,
+``ReplayMode`` from ``monitor.runtime.modes``) and the outputs and servers to start; the mode
+decides the segment source, the state scope, the window range, whether feed status is published
+and what a finished feed does with its resume point.
+
+The state directory is locked for the whole run (one daemon per state directory) and each
+feed's saved resume point is read here, once, before anything starts.
 
 Shutdown (``stop`` set, e.g. by SIGTERM): the feeds stop taking segments, finish the windows in
 flight, close open detections and save their resume points; then the outputs drain (the Redis
@@ -17,12 +20,11 @@ import asyncio
 import contextlib
 import dataclasses
 import signal
-from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import Counter
 
@@ -34,82 +36,46 @@ from monitor.health.logs import get_logger
 from monitor.health.metrics import Metrics
 from monitor.health.observer import FollowerHealthObserver
 from monitor.inference.engine import InferenceEngine
-from monitor.ingest.archive import read_archive
-from monitor.ingest.live import FollowerObserver, FollowerSettings, SegmentCursor, follow_live
 from monitor.ingest.s3 import S3Store, open_store
-from monitor.ingest.slots import Segment, SegmentGap
 from monitor.publish.fanout import Fanout
 from monitor.publish.output import Output
 from monitor.publish.websocket import WebsocketOutput
 from monitor.runtime import wiring
-from monitor.runtime.pipeline import FeedPipeline, PipelineSettings, SegmentSource
-from monitor.runtime.resume import FeedStateFile, ResumePoint, StateError, state_path
+from monitor.runtime.modes import LiveMode, Mode, ReplayMode
+from monitor.runtime.pipeline import (
+    Decoding,
+    FeedPipeline,
+    FeedProgress,
+    FeedWatch,
+    PipelineSettings,
+)
+from monitor.runtime.resume import FeedStateFile, ResumePoint, StateError
 from monitor.runtime.settings import DaemonSettings
+from monitor.runtime.state_lock import StateDirBusy, StateDirLock
 from monitor.runtime.supervisor import SupervisorSettings, TaskHealth, supervise
-from monitor.timebase import format_utc, parse_utc, require_aware, utc_now
+from monitor.timebase import parse_utc, utc_now
+
+__all__ = ["Daemon", "DaemonSettings", "LiveMode", "ReplayMode", "serve_until_signalled"]
 
 log = get_logger(__name__)
 
 
+class Progress(Protocol):
+    """Hears how far each feed's audio is processed (the replay progress bar)."""
+
+    def resumed(self, feed: str, until: datetime) -> None:
+        """``feed`` goes on from its saved resume point at ``until``."""
+        ...
+
+    def update(self, feed: str, until: datetime) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
-class LiveSource:
-    """Follow the live streams: from the resume point, else ``backfill`` ago, else now."""
+class _Feed:
+    """What the daemon prepared for one feed before anything runs."""
 
-    backfill: timedelta | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ArchiveRange:
-    start: datetime
-    end: datetime
-
-    def __post_init__(self) -> None:
-        # In UTC, so that ``scope`` (and every time derived from the range) reads as UTC.
-        object.__setattr__(self, "start", require_aware(self.start))
-        object.__setattr__(self, "end", require_aware(self.end))
-        if self.end <= self.start:
-            raise ValueError(
-                f"empty range: {format_utc(self.start)} is not before {format_utc(self.end)}"
-            )
-
-    @property
-    def scope(self) -> str:
-        """The state-file scope of this replay (one resume point per feed and range)."""
-        return f"replay-{self.start:%Y%m%dT%H%M%S}Z-{self.end:%Y%m%dT%H%M%S}Z"
-
-
-Mode = LiveSource | ArchiveRange
-
-
-def live_source(
-    store: S3Store,
-    node: str,
-    settings: FollowerSettings,
-    start_at: datetime | None,
-    observer: FollowerObserver | None = None,
-) -> SegmentSource:
-    def open_segments(resume: ResumePoint | None) -> AsyncIterator[Segment | SegmentGap]:
-        if resume is not None:
-            cursor = SegmentCursor(resume.folder_epoch, resume.number)
-            return follow_live(store, node, settings, cursor=cursor, observer=observer)
-        return follow_live(store, node, settings, start_at=start_at, observer=observer)
-
-    return open_segments
-
-
-def archive_source(
-    store: S3Store, node: str, span: ArchiveRange, settings: FollowerSettings, margin_s: float
-) -> SegmentSource:
-    async def open_segments(resume: ResumePoint | None) -> AsyncIterator[Segment | SegmentGap]:
-        begin = span.start
-        if resume is not None:
-            begin = max(begin, resume.next_window_utc - timedelta(seconds=margin_s))
-        if begin >= span.end:
-            return
-        async for item in read_archive(store, node, begin, span.end, settings.archive):
-            yield item
-
-    return open_segments
+    state_file: FeedStateFile | None = None
+    resume: ResumePoint | None = None
 
 
 class Daemon:
@@ -124,7 +90,7 @@ class Daemon:
         settings: DaemonSettings | None = None,
         outputs: list[Output] | None = None,
         serve_http: bool = True,
-        on_progress: Callable[[str, datetime], None] | None = None,
+        progress: Progress | None = None,
     ) -> None:
         if not feeds:
             raise ValueError("no feeds to monitor: enable at least one in the config")
@@ -133,11 +99,17 @@ class Daemon:
         self.feeds = list(dict.fromkeys(feeds))
         self.settings = settings or config.daemon
         self.serve_http = serve_http and getattr(config.http, "enabled", True)
-        self.on_progress = on_progress
+        self.progress = progress
         self.metrics = Metrics()
         self.restarts = Counter(
             "hydromon_feed_restarts",
             "Feed tasks restarted after a crash",
+            ["feed"],
+            registry=self.metrics.registry,
+        )
+        self.state_write_failures = Counter(
+            "hydromon_state_write_failures",
+            "Resume-point writes that failed (full or read-only state disk); retried",
             ["feed"],
             registry=self.metrics.registry,
         )
@@ -171,7 +143,25 @@ class Daemon:
         return None if self.health_server is None else self.health_server.port
 
     async def run(self, stop: asyncio.Event) -> int:
+        directory = self.config.state.dir
+        try:
+            lock = None if directory is None else StateDirLock.acquire(Path(directory))
+        except (StateDirBusy, OSError) as error:
+            log.error("cannot use the state directory", error=str(error))
+            return 2
+        try:
+            return await self._run(stop)
+        finally:
+            if lock is not None:
+                lock.release()
+
+    async def _run(self, stop: asyncio.Event) -> int:
         config = self.config
+        try:
+            feeds = self._prepare_feeds()
+        except StateError as error:
+            log.error("cannot use the saved resume points", error=str(error))
+            return 2
         try:
             models = await wiring.load_models(config)
             # The engine picks its device here: an unusable one is a bad config too.
@@ -179,27 +169,9 @@ class Daemon:
         except (ValueError, OSError) as error:
             log.error("cannot load the models", error=str(error))
             return 2
-        try:
-            state_files = self._state_files()
-        except StateError as error:
-            log.error("cannot use the saved resume points", error=str(error))
-            return 2
-        follower = config.follower
         window = config.windows.resolved(models.classifier.window_seconds)
         assert window.length_s is not None
-        pipeline = self.settings.pipeline
-        # The ring must hold a window and a segment's worth of decoding ahead of it.
-        ring_seconds = max(pipeline.ring_seconds, window.length_s * 2 + 20.0)
-        supervisor = config.supervisor
-        margin_s = pipeline.resume_margin_s
-        if engine.denoise_geometry is not None:
-            # A resumed stream denoiser needs its left context re-read too, so the first
-            # windows after a restart are denoised as in an unbroken run.
-            grid_seconds, context_grids = engine.denoise_geometry
-            margin_s += grid_seconds * context_grids
-        pipeline_settings = dataclasses.replace(
-            pipeline, ring_seconds=ring_seconds, resume_margin_s=margin_s
-        )
+        settings = self.settings.pipeline.for_models(window.length_s, engine.denoise_geometry)
         executor = ThreadPoolExecutor(self.settings.decoder_threads, thread_name_prefix="decode")
         code = 0
         try:
@@ -213,10 +185,9 @@ class Daemon:
             async with open_store(config.s3) as store:
                 for node in self.feeds:
                     self.pipelines[node] = self._pipeline(
-                        node, store, models, follower, window, pipeline_settings,
-                        state_files.get(node), executor, stop,
-                    )  # fmt: skip
-                code = await self._run_feeds(stop, supervisor)
+                        node, store, models, window, settings, feeds[node], executor, stop
+                    )
+                code = await self._run_feeds(stop, config.supervisor)
         except Exception as error:
             log.error("daemon failed", error=f"{type(error).__name__}: {error}", exc_info=error)
             code = 1
@@ -237,63 +208,71 @@ class Daemon:
         node: str,
         store: S3Store,
         models: wiring.Models,
-        follower: FollowerSettings,
         window: WindowSettings,
         settings: PipelineSettings,
-        state_file: FeedStateFile | None,
+        feed: _Feed,
         executor: ThreadPoolExecutor,
         stop: asyncio.Event,
     ) -> FeedPipeline:
         mode = self.mode
-        window_from: datetime | None = None
-        window_until: datetime | None = None
-        if isinstance(mode, ArchiveRange):
-            source = archive_source(store, node, mode, follower, settings.resume_margin_s)
-            window_from, window_until = mode.start, mode.end
-        else:
-            start_at = utc_now() - mode.backfill if mode.backfill is not None else None
-            # latest.txt and playlist ages → Absent / Offline, published like the other changes
-            observer = FollowerHealthObserver(self.board.feed(node), self._publish_status)
-            source = live_source(store, node, follower, start_at, observer)
+        health = self.board.feed(node)
+        status = self._publish_status if mode.publishes_status else None
+        # latest.txt and playlist ages → Absent / Offline, published like the other changes
+        observer = FollowerHealthObserver(health, status)
+        source = mode.source(store, node, self.config.follower, settings.resume_margin_s, observer)
+        engine = self._engine()
         return FeedPipeline(
             feed=node,
             source=source,
-            scorer=self._engine(),
+            scorer=engine,
             builder=wiring.make_builder(self.config, models, node),
             publish=self.fanout.publish,
             windows=window,
             stop=stop,
             settings=settings,
-            decoder=self.config.decoder_for(node),
-            executor=executor,
-            state_file=state_file,
-            health=self.board.feed(node),
-            metrics=self.metrics,
-            analysis=self.board.settings.analysis,
-            on_progress=self.on_progress,
-            # Feed health is about the live streams: a replay is "behind" by design.
-            on_status=self._publish_status if isinstance(mode, LiveSource) else None,
-            window_from=window_from,
-            window_until=window_until,
-            forget_when_done=isinstance(mode, ArchiveRange),
-            stream_denoiser=wiring.stream_denoiser_factory(
-                self._engine(), self.config.denoiser.stream
+            window_range=mode.window_range,
+            decoding=Decoding(
+                self.config.decoder_for(node),
+                executor,
+                wiring.stream_denoiser_factory(engine, self.config.denoiser.stream),
             ),
+            state_file=feed.state_file,
+            watch=FeedWatch(
+                health,
+                self.metrics,
+                self.board.settings.analysis,
+                status,
+                None if self.progress is None else self.progress.update,
+            ),
+            progress=FeedProgress(resume=feed.resume),
         )
 
-    def _state_files(self) -> dict[str, FeedStateFile]:
-        """One resume-point file per feed (none without a state directory); a damaged one is
-        an error here, before anything runs."""
-        state = self.config.state
-        if state.dir is None:
-            return {}
-        scope = self.mode.scope if isinstance(self.mode, ArchiveRange) else "live"
-        files = {}
+    def _prepare_feeds(self) -> dict[str, _Feed]:
+        """Each feed's state file and saved resume point (none without a state directory): the
+        one place a resume point is read; a damaged one is an error before anything runs."""
+        directory = self.config.state.dir
+        if directory is None:
+            return {node: _Feed() for node in self.feeds}
+        interval = self.config.state.min_write_interval_s
+        feeds = {}
         for node in self.feeds:
-            path = state_path(Path(state.dir), scope, node)
-            files[node] = FeedStateFile(path, node, state.min_write_interval_s)
-            files[node].load()
-        return files
+            state_file = self.mode.state_file(
+                Path(directory), node, interval, self._state_write_failed
+            )
+            feeds[node] = _Feed(state_file, state_file.load())
+        for node, feed in feeds.items():
+            if feed.resume is not None and self.progress is not None:
+                self.progress.resumed(node, feed.resume.next_window_utc)
+        return feeds
+
+    def _state_write_failed(self, node: str, error: OSError) -> None:
+        """A resume point could not be written (the feed goes on; the write is retried)."""
+        self.state_write_failures.labels(node).inc()
+        self.board.feed(node).note_error(
+            f"cannot save the resume point: {error}",
+            utc_now(),
+            "the state disk is full or read-only: the point is kept and the write retried",
+        )
 
     def _engine(self) -> InferenceEngine:
         assert self.engine is not None
@@ -359,7 +338,7 @@ class Daemon:
         while True:
             await asyncio.sleep(self.settings.health_tick_s)
             changes = self.board.tick(utc_now())
-            if isinstance(self.mode, LiveSource):  # a replay is "behind" by design: no status
+            if self.mode.publishes_status:
                 for message in changes:
                     await self._publish_status(message)
             self._sample_metrics()

@@ -1,31 +1,34 @@
 """One feed's pipeline, the same for live and replay:
 
-    segments → decode_stream → RingBuffer → WindowScheduler → engine.score → EventBuilder → publish
+    segments → decode_stream → WindowCutter (RingBuffer → WindowScheduler) → engine.score
+             → EventBuilder → publish
 
 With a denoiser, each feed's decoded audio is denoised once as a stream (``StreamDenoiser``,
 through the engine) and the ring buffer holds the denoised audio; windows cut from it are scored
 without the denoiser. Without one, the decoded audio goes into the ring as it is.
 
-Only the segment source differs (``follow_live`` or ``read_archive``); it is opened from the
-feed's resume point, so a restarted task (or process) goes on where the last one stopped.
+The pipeline is given its segment source, its window range and its state file; it does not know
+whether it runs live or as a replay (``monitor.runtime.modes`` decides that). The source is
+opened from the feed's resume point, so a restarted task (or process) goes on where the last one
+stopped.
 
-Two tasks per run: the *producer* pulls segments, decodes them (in an executor), cuts windows and
-submits each to the engine at once (the engine batches across feeds); the *consumer* awaits the
-scores in window order and feeds the event builder. Between them a bounded queue: when scoring
-falls behind, the producer waits, and so does the S3 reader behind it.
+Two tasks per run: the *producer* pulls segments, decodes them (in an executor), cuts windows
+(``WindowCutter``) and submits each to the engine at once (the engine batches across feeds); the
+*consumer* awaits the scores in window order and feeds the event builder. Between them a bounded
+queue: when scoring falls behind, the producer waits, and so does the S3 reader behind it.
 
-After each segment the consumer records a resume point (the segment to read again and the first
-window not yet scored); windows before it are never scored twice.
+After each segment the consumer records a resume point (``ResumeTracker``: the segment to read
+again and the first window not yet scored, held back to the start of an open detection); windows
+before it are never scored twice.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -33,16 +36,17 @@ import numpy as np
 
 from monitor.audio.chunks import AudioChunk, Window
 from monitor.audio.decode import Decoded, DecoderSettings, decode_stream
-from monitor.audio.ring import RingBuffer, RingBufferSettings
-from monitor.audio.windows import WindowScheduler, WindowSettings
+from monitor.audio.windows import WindowSettings
 from monitor.detect.builder import EventBuilder
 from monitor.health.analysis import AnalysisSettings, analyze_audio
 from monitor.health.feed_state import FeedHealth
 from monitor.health.logs import get_logger
 from monitor.health.metrics import Metrics
 from monitor.inference.stream_denoise import StreamDenoiser
-from monitor.ingest.slots import Segment, SegmentGap, SegmentRef
+from monitor.ingest.slots import Segment, SegmentGap
+from monitor.runtime.cutter import WindowCutter, WindowRange, later
 from monitor.runtime.resume import FeedStateFile, ResumePoint
+from monitor.runtime.resume_tracker import ResumeTracker
 from monitor.timebase import after_samples, format_utc, utc_now
 
 log = get_logger(__name__)
@@ -52,11 +56,8 @@ Publish = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 class Scorer(Protocol):
-    async def score(self, samples: np.ndarray, sample_rate: int) -> dict[str, float]: ...
-
-
-class CleanScorer(Protocol):
-    """A scorer that can skip its denoiser (the pipeline denoised the stream already)."""
+    """Scores one mono window; ``denoise=False`` when the pipeline denoised the stream already
+    (a scorer without a denoiser ignores it)."""
 
     async def score(
         self, samples: np.ndarray, sample_rate: int, *, denoise: bool = True
@@ -79,6 +80,41 @@ class PipelineSettings:
         if self.ring_seconds <= 0 or self.resume_margin_s < 0:
             raise ValueError("ring_seconds must be > 0 and resume_margin_s >= 0")
 
+    def for_models(
+        self, window_s: float, denoise_geometry: tuple[float, int] | None
+    ) -> PipelineSettings:
+        """These settings fitted to the loaded models: the ring holds a window and a segment's
+        worth of decoding ahead of it; with a stream denoiser, a resume also re-reads its left
+        context, so the first windows after a restart are denoised as in an unbroken run."""
+        margin_s = self.resume_margin_s
+        if denoise_geometry is not None:
+            grid_seconds, context_grids = denoise_geometry
+            margin_s += grid_seconds * context_grids
+        ring_seconds = max(self.ring_seconds, window_s * 2 + 20.0)
+        return replace(self, ring_seconds=ring_seconds, resume_margin_s=margin_s)
+
+
+@dataclass(frozen=True, slots=True)
+class Decoding:
+    """How a feed's segments become audio."""
+
+    decoder: DecoderSettings = field(default_factory=DecoderSettings)
+    executor: Executor | None = None  # the decoder threads (None: the loop's default executor)
+    # A new StreamDenoiser per run: the ring then holds denoised audio and windows are scored
+    # with denoise=False. None: raw audio, scored as it is.
+    stream_denoiser: Callable[[], StreamDenoiser] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FeedWatch:
+    """Who hears how the feed is doing (each optional)."""
+
+    health: FeedHealth | None = None
+    metrics: Metrics | None = None
+    analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
+    status: Publish | None = None  # health state changes (the board's messages)
+    progress: Callable[[str, datetime], None] | None = None  # audio processed up to a time
+
 
 @dataclass(frozen=True, slots=True)
 class _Scored:
@@ -93,7 +129,7 @@ class _Gap:
 
 @dataclass(frozen=True, slots=True)
 class _Flushed:
-    resume: ResumePoint | None
+    next_start: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +137,7 @@ class _SegmentDone:
     chunk: AudioChunk
     chunk_end: datetime
     windows: int
-    resume: ResumePoint | None
+    next_start: datetime | None  # the first window not yet cut
 
 
 _END = object()
@@ -111,11 +147,12 @@ _END = object()
 class FeedProgress:
     """What one feed has done, kept across task restarts (for /status, tests and benchmarks)."""
 
-    resume: ResumePoint | None = None
+    resume: ResumePoint | None = None  # where the source is opened again
     windows_scored: int = 0
     segments: int = 0
     gaps: int = 0
     messages: int = 0
+    audio_s: float = 0.0  # decoded audio inside the window range
     processed_until: datetime | None = None
     first_window: datetime | None = None
     last_window: datetime | None = None
@@ -123,7 +160,8 @@ class FeedProgress:
 
 @dataclass(eq=False)
 class FeedPipeline:
-    """Everything one feed needs; ``run_once`` is what the supervisor restarts."""
+    """Everything one feed needs; ``run_once`` is what the supervisor restarts. Start it from a
+    saved point with ``progress=FeedProgress(resume=point)``."""
 
     feed: str
     source: SegmentSource
@@ -133,53 +171,47 @@ class FeedPipeline:
     windows: WindowSettings
     stop: asyncio.Event
     settings: PipelineSettings = field(default_factory=PipelineSettings)
-    decoder: DecoderSettings = field(default_factory=DecoderSettings)
-    executor: Executor | None = None
+    window_range: WindowRange = field(default_factory=WindowRange)
+    decoding: Decoding = field(default_factory=Decoding)
     state_file: FeedStateFile | None = None
-    health: FeedHealth | None = None
-    metrics: Metrics | None = None
-    analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
-    on_progress: Callable[[str, datetime], None] | None = None
-    on_status: Publish | None = None  # health state changes (the board's messages)
-    window_from: datetime | None = None  # replay: score only windows starting in this range
-    window_until: datetime | None = None
-    forget_when_done: bool = False  # replay: a finished range needs no resume point
+    watch: FeedWatch = field(default_factory=FeedWatch)
     progress: FeedProgress = field(default_factory=FeedProgress)
-    # A new StreamDenoiser per run: the ring then holds denoised audio and ``scorer`` must be a
-    # CleanScorer (windows are scored with denoise=False). None: raw audio, scored as it is.
-    stream_denoiser: Callable[[], StreamDenoiser] | None = None
 
     def __post_init__(self) -> None:
-        if self.state_file is not None and self.progress.resume is None:
-            self.progress.resume = self.state_file.load()
-            if self.progress.resume is not None:
-                log.info(
-                    "resuming feed",
-                    feed=self.feed,
-                    folder=self.progress.resume.folder_epoch,
-                    number=self.progress.resume.number,
-                    next_window=format_utc(self.progress.resume.next_window_utc),
-                )
+        resume = self.progress.resume
+        if resume is not None:
+            log.info(
+                "resuming feed",
+                feed=self.feed,
+                folder=resume.folder_epoch,
+                number=resume.number,
+                next_window=format_utc(resume.next_window_utc),
+            )
 
     async def run_once(self) -> None:
         """Process segments until the source ends or ``stop`` is set, then close what is open."""
         queue: asyncio.Queue[object] = asyncio.Queue(self.settings.in_flight_windows)
         resume = self.progress.resume
+        tracker = ResumeTracker(self.feed, self.settings.resume_margin_s)
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._produce(queue, resume), name=f"{self.feed}-produce")
-                group.create_task(self._consume(queue), name=f"{self.feed}-consume")
+                group.create_task(self._consume(queue, tracker), name=f"{self.feed}-consume")
         except BaseExceptionGroup as errors:
             _abandon(queue)
             # One task failing cancels the other; hand the supervisor the real error.
             real = [e for e in errors.exceptions if not isinstance(e, asyncio.CancelledError)]
             raise (real[0] if real else errors) from None
-        await self._finish(complete=not self.stop.is_set())
+        await self._finish(tracker, complete=not self.stop.is_set())
 
-    async def _finish(self, *, complete: bool) -> None:
+    async def _finish(self, tracker: ResumeTracker, *, complete: bool) -> None:
         """The source ended or we are stopping: close open detections, save the resume point."""
         for message in self.builder.flush():
             await self._emit(message)
+        # Nothing is open any more: the point need not be held back for a detection.
+        point = tracker.point(tracker.next_start, None)
+        if point is not None:
+            self.progress.resume = point
         progress = self.progress
         log.info(
             "feed stopped" if not complete else "feed source ended",
@@ -192,173 +224,114 @@ class FeedPipeline:
             segments=progress.segments,
             gaps=progress.gaps,
         )
-        if self.state_file is None:
-            return
-        if complete and self.forget_when_done:
-            await self.state_file.discard()
-            log.info("range complete: resume point removed", feed=self.feed)
-        elif self.progress.resume is not None:
-            await self.state_file.save(self.progress.resume, force=True)
+        if self.state_file is not None:
+            await self.state_file.close(progress.resume, complete=complete)
 
     # ---- producer ----
 
     async def _produce(self, queue: asyncio.Queue[object], resume: ResumePoint | None) -> None:
-        floor = self.window_from
-        if resume is not None and (floor is None or resume.next_window_utc > floor):
-            floor = resume.next_window_utc
-        if self.progress.last_window is not None:
-            # After a crash: the builder already saw windows past the resume point.
-            after = self.progress.last_window + timedelta(seconds=self.windows.hop_s)
-            if floor is None or after > floor:
-                floor = after
-        until = self.window_until
-        ring: RingBuffer | None = None
-        scheduler: WindowScheduler | None = None
-        recent: deque[tuple[SegmentRef, datetime, datetime]] = deque(maxlen=64)
-        last_start: datetime | None = None
-        skipped = {"gap": 0, "overrun": 0}
-        stream = self.stream_denoiser() if self.stream_denoiser is not None else None
-
-        async def cut(chunk: AudioChunk) -> int:
-            """Write one chunk into the ring and submit the windows it completes."""
-            nonlocal ring, scheduler, last_start
-            if ring is None or ring.sample_rate != chunk.sample_rate:
-                ring = RingBuffer(
-                    self.feed,
-                    RingBufferSettings(self.settings.ring_seconds, chunk.sample_rate),
-                )
-                scheduler = WindowScheduler.from_settings(self.windows)
-            assert scheduler is not None
-            before = ring.dropped_samples
-            ring.write(chunk)
-            if self.metrics is not None and ring.dropped_samples > before:
-                self.metrics.ring_overrun(self.feed, ring.dropped_samples - before)
-            count = 0
-            for window in scheduler.ready(ring):
-                if floor is not None and window.start_utc < floor:
-                    continue
-                if until is not None and window.start_utc >= until:
-                    continue
-                if last_start is not None and window.start_utc <= last_start:
-                    continue  # a new ring after a rate change: never score twice
-                future = asyncio.ensure_future(self._score(window, denoised=stream is not None))
-                last_start = window.start_utc
-                count += 1
-                await queue.put(_Scored(window, future))
-            self._count_skipped(scheduler, skipped)
-            return count
-
-        def next_point() -> ResumePoint | None:
-            if last_start is not None:
-                return self._resume_point(
-                    last_start + timedelta(seconds=self.windows.hop_s), recent
-                )
-            return self._resume_point(floor, recent)
-
+        cutter = WindowCutter(
+            self.feed,
+            self.windows,
+            self.window_range,
+            self.settings.ring_seconds,
+            self._floor(resume),
+            self.watch.metrics,
+        )
+        factory = self.decoding.stream_denoiser
+        stream = factory() if factory is not None else None
         stop_wait = asyncio.ensure_future(self.stop.wait())
         try:
             async with contextlib.aclosing(
                 self._decoded(self._counted(self.source(resume)))
             ) as decoded:
-                while True:
-                    item = await _next_unless_stopped(decoded, stop_wait)
-                    if item is None:
-                        break
+                while (item := await _next_unless_stopped(decoded, stop_wait)) is not None:
                     if isinstance(item, SegmentGap):
                         if stream is not None:
-                            for out in await stream.flush():
-                                await cut(out)
-                        if ring is not None:
-                            ring.mark_gap(item)
+                            await self._submit(cutter, queue, await stream.flush())
+                        cutter.mark_gap(item)
                         await queue.put(_Gap(item))
                         continue
-                    count = 0
-                    for out in [item] if stream is None else await stream.feed(item):
-                        count += await cut(out)
+                    chunks = [item] if stream is None else await stream.feed(item)
+                    count = await self._submit(cutter, queue, chunks)
                     chunk_end = after_samples(item.start_utc, item.frames, item.sample_rate)
-                    recent.append((item.source, item.start_utc, chunk_end))
-                    await queue.put(_SegmentDone(item, chunk_end, count, next_point()))
-                    if self.health is not None and self.settings.analyze_audio:
+                    self.progress.audio_s += self.window_range.overlap_s(item.start_utc, chunk_end)
+                    await queue.put(_SegmentDone(item, chunk_end, count, cutter.next_start))
+                    if self.watch.health is not None and self.settings.analyze_audio:
                         await self._analyze(item)
             if stream is not None and not self.stop.is_set() and stream.pending_samples:
                 # The source ended: the audio held back for right context is scored too.
-                for out in await stream.flush():
-                    await cut(out)
-                await queue.put(_Flushed(next_point()))
+                await self._submit(cutter, queue, await stream.flush())
+                await queue.put(_Flushed(cutter.next_start))
         finally:
             stop_wait.cancel()
         await queue.put(_END)
 
-    def _score(self, window: Window, *, denoised: bool) -> Awaitable[dict[str, float]]:
-        if not denoised:
-            return self.scorer.score(window.samples, window.sample_rate)
-        scorer: CleanScorer = self.scorer  # type: ignore[assignment]
-        return scorer.score(window.samples, window.sample_rate, denoise=False)
+    def _floor(self, resume: ResumePoint | None) -> datetime | None:
+        """The first window start this run may score."""
+        floor = None if resume is None else resume.next_window_utc
+        if self.progress.last_window is not None:
+            # After a crash: the builder already saw windows past the resume point.
+            floor = later(floor, self.progress.last_window + timedelta(seconds=self.windows.hop_s))
+        return floor
+
+    async def _submit(
+        self, cutter: WindowCutter, queue: asyncio.Queue[object], chunks: Iterable[AudioChunk]
+    ) -> int:
+        """Cut ``chunks`` into windows and submit each to the scorer; how many there were."""
+        denoise = self.decoding.stream_denoiser is None  # else the ring holds denoised audio
+        count = 0
+        for chunk in chunks:
+            for window in cutter.cut(chunk):
+                score = self.scorer.score(window.samples, window.sample_rate, denoise=denoise)
+                await queue.put(_Scored(window, asyncio.ensure_future(score)))
+                count += 1
+        return count
 
     async def _counted(
         self, items: AsyncIterator[Segment | SegmentGap]
     ) -> AsyncIterator[Segment | SegmentGap]:
+        metrics = self.watch.metrics
         async with contextlib.aclosing(items) as source:
             async for item in source:
-                if isinstance(item, Segment) and self.metrics is not None:
-                    self.metrics.segment_fetched(self.feed, len(item.data))
+                if isinstance(item, Segment) and metrics is not None:
+                    metrics.segment_fetched(self.feed, len(item.data))
                 yield item
 
     def _decoded(self, items: AsyncIterator[Segment | SegmentGap]) -> AsyncIterator[Decoded]:
         """``decode_stream`` with each segment's decode time (in the worker) to the metrics."""
-        return decode_stream(items, self.decoder, self.executor, on_decoded=self._note_decoded)
+        decoding = self.decoding
+        return decode_stream(
+            items, decoding.decoder, decoding.executor, on_decoded=self._note_decoded
+        )
 
     def _note_decoded(self, item: Segment | SegmentGap, seconds: float) -> None:
-        if isinstance(item, Segment) and self.metrics is not None:
-            self.metrics.decoded(self.feed, seconds)
-
-    def _count_skipped(self, scheduler: WindowScheduler, seen: dict[str, int]) -> None:
-        for reason, total in (
-            ("gap", scheduler.skipped_gap),
-            ("overrun", scheduler.skipped_overrun),
-        ):
-            if total > seen[reason]:
-                if self.metrics is not None:
-                    self.metrics.window_skipped(self.feed, reason, total - seen[reason])
-                seen[reason] = total
-
-    def _resume_point(
-        self, next_start: datetime | None, recent: deque[tuple[SegmentRef, datetime, datetime]]
-    ) -> ResumePoint | None:
-        """The segment holding ``next_start`` minus the margin (the first one after it if that
-        time fell in a gap)."""
-        if next_start is None:
-            return None
-        target = next_start - timedelta(seconds=self.settings.resume_margin_s)
-        for ref, _start, end in recent:
-            if end > target:
-                return ResumePoint(self.feed, ref.folder_epoch, ref.number, next_start, utc_now())
-        # The next window starts after everything decoded so far: read on from the next slot.
-        last = recent[-1][0]
-        return ResumePoint(self.feed, last.folder_epoch, last.number + 1, next_start, utc_now())
+        if isinstance(item, Segment) and self.watch.metrics is not None:
+            self.watch.metrics.decoded(self.feed, seconds)
 
     async def _analyze(self, chunk: AudioChunk) -> None:
-        assert self.health is not None
+        health = self.watch.health
+        assert health is not None
         loop = asyncio.get_running_loop()
-        previous = self.health.audio
         try:
             result = await loop.run_in_executor(
-                self.executor,
+                self.decoding.executor,
                 analyze_audio,
                 chunk.samples if chunk.channels is None else chunk.channels,
                 chunk.sample_rate,
-                previous,
-                self.analysis,
+                health.audio,
+                self.watch.analysis,
             )
         except ValueError as error:
             log.warning("audio analysis failed", feed=self.feed, error=str(error))
             return
-        await self._note(self.health.note_audio(result, chunk.start_utc, utc_now()))
+        await self._note(health.note_audio(result, chunk.start_utc, utc_now()))
 
     # ---- consumer ----
 
-    async def _consume(self, queue: asyncio.Queue[object]) -> None:
+    async def _consume(self, queue: asyncio.Queue[object], tracker: ResumeTracker) -> None:
         progress = self.progress
+        metrics, health = self.watch.metrics, self.watch.health
         while True:
             item = await queue.get()
             if item is _END:
@@ -371,8 +344,8 @@ class FeedPipeline:
                 progress.windows_scored += 1
                 progress.first_window = progress.first_window or window.start_utc
                 progress.last_window = window.start_utc
-                if self.metrics is not None:
-                    self.metrics.window_scored(self.feed)
+                if metrics is not None:
+                    metrics.window_scored(self.feed)
             elif isinstance(item, _Gap):
                 gap = item.gap
                 progress.gaps += 1
@@ -385,19 +358,20 @@ class FeedPipeline:
                     key=None if gap.ref is None else gap.ref.key,
                 )
                 kind = gap.reason.split(":")[0]
-                if self.health is not None:
-                    self.health.note_gap(kind)
-                if self.metrics is not None:
-                    self.metrics.segment_gap(self.feed, kind)
+                if health is not None:
+                    health.note_gap(kind)
+                if metrics is not None:
+                    metrics.segment_gap(self.feed, kind)
                 for message in self.builder.advance_to(self.feed, gap.end_utc):
                     await self._emit(message)
                 await self._advance(gap.end_utc)
             elif isinstance(item, _SegmentDone):
-                await self._segment_done(item)
+                tracker.add(item.chunk.source, item.chunk_end)
+                await self._segment_done(item, tracker)
             elif isinstance(item, _Flushed):
-                await self._record(item.resume)
+                await self._record(tracker, item.next_start)
 
-    async def _segment_done(self, done: _SegmentDone) -> None:
+    async def _segment_done(self, done: _SegmentDone, tracker: ResumeTracker) -> None:
         progress = self.progress
         progress.segments += 1
         chunk = done.chunk
@@ -409,11 +383,14 @@ class FeedPipeline:
             windows=done.windows,
             last_window=None if progress.last_window is None else format_utc(progress.last_window),
         )
-        await self._record(done.resume)
+        await self._record(tracker, done.next_start)
         await self._advance(done.chunk_end)
 
-    async def _record(self, resume: ResumePoint | None) -> None:
-        """Keep the newest resume point and save it (throttled by the state file)."""
+    async def _record(self, tracker: ResumeTracker, next_start: datetime | None) -> None:
+        """Keep the newest resume point and save it (throttled by the state file). It never
+        passes an open candidate or detection: killed now, a restart re-reads its audio and
+        closes it."""
+        resume = tracker.point(next_start, self.builder.earliest_open_start(self.feed))
         if resume is None:
             return
         self.progress.resume = resume
@@ -424,14 +401,14 @@ class FeedPipeline:
         progress = self.progress
         if progress.processed_until is None or until > progress.processed_until:
             progress.processed_until = until
-            if self.health is not None:
-                await self._note(self.health.note_processed(until, utc_now()))
-            if self.on_progress is not None:
-                self.on_progress(self.feed, until)
+            if self.watch.health is not None:
+                await self._note(self.watch.health.note_processed(until, utc_now()))
+            if self.watch.progress is not None:
+                self.watch.progress(self.feed, until)
 
     async def _note(self, change: dict[str, Any] | None) -> None:
-        if change is not None and self.on_status is not None:
-            await self.on_status(change)
+        if change is not None and self.watch.status is not None:
+            await self.watch.status(change)
 
     async def _emit(self, message: dict[str, Any]) -> None:
         self.progress.messages += 1
@@ -447,8 +424,10 @@ class FeedPipeline:
                 score_max=message["score"]["max"],
                 close_reason=message.get("close_reason"),
             )
-            if self.metrics is not None:
-                self.metrics.detection(self.feed, str(message["label"]), str(message["status"]))
+            if self.watch.metrics is not None:
+                self.watch.metrics.detection(
+                    self.feed, str(message["label"]), str(message["status"])
+                )
         await self.publish(message)
 
 

@@ -68,5 +68,13 @@ class ReplayProgress:
         done = self.total_done_s - self._initial_s
         return done / elapsed if elapsed > 0 else 0.0
 
+    def summary(self, audio_s: float) -> str:
+        """The closing line: ``audio_s`` is the audio this run actually decoded (a range with
+        little audio in it is mostly gaps, which the bar counts as done but this does not)."""
+        elapsed = time.monotonic() - self._began
+        speed = audio_s / elapsed if elapsed > 0 else 0.0
+        feeds = len(self.done_s)
+        return f"replayed {audio_s:.0f} s of audio from {feeds} feed(s) at {speed:.1f}× real time"
+
     def close(self) -> None:
         self.bar.close()

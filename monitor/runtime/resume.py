@@ -14,6 +14,7 @@ import os
 import re
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -116,17 +117,46 @@ def write_atomically(path: Path, text: str) -> None:
         os.close(dir_fd)
 
 
-class FeedStateFile:
-    """Saves one feed's resume point, throttled, off the event loop."""
+# A failed write (full or read-only disk) is tried again after at least this long.
+RETRY_S = 1.0
 
-    def __init__(self, path: Path, feed: str, min_interval_s: float = 1.0) -> None:
+OnWriteError = Callable[[str, OSError], None]
+
+
+class FeedStateFile:
+    """Saves one feed's resume point, throttled, off the event loop.
+
+    A write that fails (``OSError``: a full or read-only state disk) never stops the feed: the
+    point stays pending, the error is logged and handed to ``on_error`` (the daemon reports it on
+    /status and in the metrics), and the write is retried until it succeeds. With
+    ``forget_when_complete`` (a replay) a source that ran to its end removes the file instead.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        feed: str,
+        min_interval_s: float = 1.0,
+        *,
+        forget_when_complete: bool = False,
+        on_error: OnWriteError | None = None,
+    ) -> None:
         self.path = path
         self.feed = feed
         self.min_interval_s = min_interval_s
+        self.forget_when_complete = forget_when_complete
+        self.on_error = on_error
+        self.failures = 0  # writes that failed
+        self.error: str | None = None  # the last write error, until a write succeeds again
         self._pending: ResumePoint | None = None
-        self._last_write = float("-inf")
+        self._last_attempt = float("-inf")
         self._lock = asyncio.Lock()
         self._later: asyncio.Task[None] | None = None
+
+    @property
+    def pending(self) -> ResumePoint | None:
+        """The point not yet on disk (None when the file is up to date)."""
+        return self._pending
 
     def load(self) -> ResumePoint | None:
         return load_resume_point(self.path, self.feed)
@@ -134,46 +164,82 @@ class FeedStateFile:
     async def save(self, point: ResumePoint, *, force: bool = False) -> None:
         require_aware(point.next_window_utc)
         self._pending = point
-        wait = self.min_interval_s - (time.monotonic() - self._last_write)
+        wait = self.min_interval_s - (time.monotonic() - self._last_attempt)
         if not force and wait > 0:
             # Written when the interval is over, even if no newer point comes (a live feed
             # waiting for its next segment must not leave its last point unsaved).
-            if self._later is None or self._later.done():
-                self._later = asyncio.get_running_loop().create_task(self._flush_after(wait))
+            self._schedule(wait)
             return
-        await self.flush()
+        await self._write()
 
-    async def _flush_after(self, delay: float) -> None:
-        await asyncio.sleep(delay)
-        try:
-            await self.flush()
-        except OSError as error:
-            # Nobody awaits this task: say so here; the point stays pending for the next write.
-            log.error("cannot save the resume point", feed=self.feed, error=str(error))
+    async def close(self, point: ResumePoint | None, *, complete: bool) -> None:
+        """The feed stops: save ``point`` now, or forget it when a replay range is complete."""
+        if complete and self.forget_when_complete:
+            await self.discard()
+            log.info("range complete: resume point removed", feed=self.feed)
+        elif point is not None:
+            await self.save(point, force=True)
+        self._cancel_later()  # nobody is left to retry a failed write
 
-    async def flush(self) -> None:
-        """Write the pending point now (also cancels a scheduled write)."""
+    def _schedule(self, delay: float) -> None:
+        if self._later is None or self._later.done():
+            self._later = asyncio.get_running_loop().create_task(self._write_after(delay))
+
+    def _cancel_later(self) -> None:
         later, self._later = self._later, None
         if later is not None and later is not asyncio.current_task():
             later.cancel()
+
+    async def _write_after(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        await self._write()
+
+    async def _write(self) -> None:
+        try:
+            await self.flush()
+        except OSError as error:
+            self.failures += 1
+            self.error = f"{type(error).__name__}: {error}"
+            retry_s = max(self.min_interval_s, RETRY_S)
+            log.error(
+                "cannot save the resume point: kept, retrying",
+                feed=self.feed,
+                path=str(self.path),
+                error=self.error,
+                retry_in_s=retry_s,
+            )
+            if self.on_error is not None:
+                self.on_error(self.feed, error)
+            self._schedule(retry_s)
+            return
+        if self.error is not None:
+            log.info("resume point saved again", feed=self.feed, failed_writes=self.failures)
+            self.error = None
+
+    async def flush(self) -> None:
+        """Write the pending point now (also cancels a scheduled write); raises what the write
+        raised, the point still pending."""
+        self._cancel_later()
         async with self._lock:
             point, self._pending = self._pending, None
             if point is None:
                 return
             text = json.dumps(point.to_json(), indent=2) + "\n"
+            self._last_attempt = time.monotonic()
             try:
                 await asyncio.to_thread(write_atomically, self.path, text)
             except BaseException:
                 if self._pending is None:  # not replaced by a newer point meanwhile
                     self._pending = point
                 raise
-            self._last_write = time.monotonic()
 
     async def discard(self) -> None:
         """Forget the resume point (a finished replay): no pending write, no file."""
-        later, self._later = self._later, None
-        if later is not None and not later.done():
-            later.cancel()
+        self._cancel_later()
         async with self._lock:
             self._pending = None
-            await asyncio.to_thread(self.path.unlink, missing_ok=True)
+            try:
+                await asyncio.to_thread(self.path.unlink, missing_ok=True)
+            except OSError as error:
+                # Harmless: a later replay of this range finds the file and has nothing to do.
+                log.error("cannot remove the resume point", feed=self.feed, error=str(error))

@@ -22,7 +22,7 @@ from monitor.config.loader import load_config
 from monitor.detect.schema import schema_errors
 from monitor.health.feed_state import HealthSettings
 from monitor.ingest.live import FollowerSettings
-from monitor.runtime.daemon import Daemon, DaemonSettings, LiveSource
+from monitor.runtime.daemon import Daemon, DaemonSettings, LiveMode
 from monitor.timebase import parse_utc, utc_now
 from tests.support.classifier import save_tiny_ast
 from tests.support.e2e import LABEL, build_stream, publish, redis_messages, write_config
@@ -66,7 +66,7 @@ async def test_absent_then_up_then_offline_then_up_published_and_in_status(
     received: list[dict[str, Any]] = []
     async with synthetic_node(moto_server.endpoint_url, bucket_name, NODE) as node:
         stop = asyncio.Event()
-        daemon = Daemon(config, LiveSource(), [NODE], settings=DaemonSettings(health_tick_s=0.2))
+        daemon = Daemon(config, LiveMode(), [NODE], settings=DaemonSettings(health_tick_s=0.2))
         run = asyncio.create_task(daemon.run(stop))
         listener: asyncio.Task[None] | None = None
         try:

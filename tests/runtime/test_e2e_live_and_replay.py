@@ -19,7 +19,7 @@ from websockets.asyncio.client import connect
 from monitor.config.loader import load_config
 from monitor.detect.schema import schema_errors
 from monitor.publish.files import FileOutput, FileSettings
-from monitor.runtime.daemon import ArchiveRange, Daemon, DaemonSettings, LiveSource
+from monitor.runtime.daemon import Daemon, DaemonSettings, LiveMode, ReplayMode
 from monitor.timebase import from_epoch, parse_utc, utc_now
 from tests.support.e2e import (
     HOP_S,
@@ -102,7 +102,7 @@ async def test_live_detections_cover_each_call_and_replay_agrees(
         uploaded[0] = time.monotonic()
 
         stop = asyncio.Event()
-        daemon = Daemon(config, LiveSource(), [NODE], settings=DaemonSettings())
+        daemon = Daemon(config, LiveMode(), [NODE], settings=DaemonSettings())
         run = asyncio.create_task(daemon.run(stop))
         await asyncio.wait_for(daemon.started.wait(), 60)
         subscribed = asyncio.Event()
@@ -157,7 +157,7 @@ async def test_live_detections_cover_each_call_and_replay_agrees(
 
         # Replay over the same bucket: the same detections.
         replay_out = tmp_path / "replay"
-        span = ArchiveRange(stream.start_utc, stream.start_utc + timedelta(seconds=SEGMENTS * 10))
+        span = ReplayMode(stream.start_utc, stream.start_utc + timedelta(seconds=SEGMENTS * 10))
         replay = Daemon(
             config,
             span,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from monitor.config.loader import load_config
 from monitor.runtime import wiring
-from monitor.runtime.daemon import Daemon, LiveSource
+from monitor.runtime.daemon import Daemon, LiveMode, _Feed
 from tests.support.pipeline import LABEL, tiny_checkpoint
 
 
@@ -28,28 +28,27 @@ async def test_each_feed_pipeline_gets_its_own_threshold_and_channel(tmp_path: P
     feeds = [feed.node for feed in config.enabled_feeds]
     assert feeds == ["rpi_bush_point", "rpi_sunset_bay"]
 
-    daemon = Daemon(config, LiveSource(), feeds, serve_http=False)
+    daemon = Daemon(config, LiveMode(), feeds, serve_http=False)
     models = await wiring.load_models(config)
     daemon.engine = wiring.make_engine(config, models)  # built, not started: nothing is scored
     window = config.windows.resolved(models.classifier.window_seconds)
     settings = config.daemon.pipeline
     pipelines = {}
     for node in feeds:
-        # store, state file, executor, stop: not used until the pipeline runs
+        # store, executor, stop: not used until the pipeline runs
         pipelines[node] = daemon._pipeline(
             node,
-            None,
+            None,  # type: ignore[arg-type]
             models,
-            config.follower,
             window,
             settings,
-            None,
-            None,
+            _Feed(),
+            None,  # type: ignore[arg-type]
             None,  # type: ignore[arg-type]
         )
     bush, sunset = pipelines["rpi_bush_point"], pipelines["rpi_sunset_bay"]
     assert bush.builder.settings.threshold("rpi_bush_point", LABEL) == 0.9
     assert sunset.builder.settings.threshold("rpi_sunset_bay", LABEL) == 0.5
-    assert bush.decoder.channel_policy == 1
-    assert sunset.decoder.channel_policy == "mix"
+    assert bush.decoding.decoder.channel_policy == 1
+    assert sunset.decoding.decoder.channel_policy == "mix"
     assert bush.builder.feeds["rpi_bush_point"].node == "rpi_bush_point"

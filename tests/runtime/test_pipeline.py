@@ -11,7 +11,7 @@ import pytest
 
 from monitor.audio.windows import WindowSettings
 from monitor.ingest.slots import SegmentGap
-from monitor.runtime.pipeline import FeedPipeline, PipelineSettings
+from monitor.runtime.pipeline import FeedPipeline, FeedProgress, PipelineSettings
 from monitor.runtime.resume import FeedStateFile, state_path
 from monitor.timebase import parse_utc
 from tests.support.pipeline import (
@@ -46,6 +46,8 @@ def segments():
 
 
 def make_pipeline(engine, source, collector, stop, *, threshold=0.0, state_file=None):
+    """A pipeline started from ``state_file``'s saved point, as the daemon starts one."""
+    resume = None if state_file is None else state_file.load()
     return FeedPipeline(
         feed="rpi_test",
         source=source,
@@ -56,6 +58,7 @@ def make_pipeline(engine, source, collector, stop, *, threshold=0.0, state_file=
         stop=stop,
         settings=PipelineSettings(in_flight_windows=4, analyze_audio=False),
         state_file=state_file,
+        progress=FeedProgress(resume=resume),
     )
 
 

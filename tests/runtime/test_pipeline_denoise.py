@@ -12,7 +12,7 @@ import pytest
 from monitor.audio.decode import ContinuousDecoder
 from monitor.audio.windows import WindowSettings
 from monitor.ingest.slots import SegmentGap
-from monitor.runtime.pipeline import FeedPipeline, PipelineSettings
+from monitor.runtime.pipeline import Decoding, FeedPipeline, PipelineSettings
 from monitor.runtime.wiring import stream_denoiser_factory
 from monitor.timebase import samples_between
 from tests.support.pipeline import Collector, builder, list_source, noise_segments
@@ -72,7 +72,7 @@ async def run_pipeline(engine, items) -> tuple[FeedPipeline, Recording, list]:
         windows=WINDOWS,
         stop=asyncio.Event(),
         settings=PipelineSettings(in_flight_windows=4, analyze_audio=False),
-        stream_denoiser=stream_denoiser_factory(engine),
+        decoding=Decoding(stream_denoiser=stream_denoiser_factory(engine)),
     )
     original = pipeline.builder.observe
 

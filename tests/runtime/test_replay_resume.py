@@ -15,7 +15,7 @@ import pytest
 
 from monitor.config.loader import load_config
 from monitor.publish.files import FileOutput, FileSettings
-from monitor.runtime.daemon import ArchiveRange, Daemon
+from monitor.runtime.daemon import Daemon, ReplayMode
 from monitor.runtime.resume import state_path
 from monitor.timebase import format_utc, parse_utc, utc_now
 from tests.support.e2e import build_stream, publish, write_config
@@ -39,7 +39,7 @@ def key(message: dict[str, Any]) -> tuple[Any, ...]:
 
 def test_a_range_given_in_another_offset_is_kept_in_utc() -> None:
     plus_two = timezone(timedelta(hours=2))
-    span = ArchiveRange(
+    span = ReplayMode(
         datetime(2024, 6, 7, 14, tzinfo=plus_two), datetime(2024, 6, 7, 15, tzinfo=plus_two)
     )
     assert span.start == parse_utc("2024-06-07T12:00:00Z") and span.start.utcoffset() == timedelta(
@@ -60,7 +60,7 @@ async def test_interrupted_replay_resumes_to_the_same_detections(
         state_dir=state_dir, health_tick_s=0.2,
     )  # fmt: skip
     config = load_config(config_path, env={})
-    span = ArchiveRange(stream.start_utc, stream.start_utc + timedelta(seconds=SEGMENTS * 10))
+    span = ReplayMode(stream.start_utc, stream.start_utc + timedelta(seconds=SEGMENTS * 10))
     async with synthetic_node(moto_server.endpoint_url, bucket_name, NODE) as node:
         await node.set_latest(epoch)
         await publish(node, stream, range(len(stream.segments)))
@@ -74,9 +74,13 @@ async def test_interrupted_replay_resumes_to_the_same_detections(
         parts = tmp_path / "parts"
         stop = asyncio.Event()
 
-        def interrupt(feed: str, until) -> None:
-            if until >= stream.start_utc + timedelta(seconds=10):
-                stop.set()
+        class Interrupt:
+            def resumed(self, feed: str, until) -> None:
+                raise AssertionError("the first run has no resume point")
+
+            def update(self, feed: str, until) -> None:
+                if until >= stream.start_utc + timedelta(seconds=10):
+                    stop.set()
 
         first = Daemon(
             config,
@@ -84,7 +88,7 @@ async def test_interrupted_replay_resumes_to_the_same_detections(
             [NODE],
             outputs=[FileOutput(FileSettings(parts))],
             serve_http=False,
-            on_progress=interrupt,
+            progress=Interrupt(),
         )
         assert await first.run(stop) == 0
         saved = state_path(state_dir, span.scope, NODE)

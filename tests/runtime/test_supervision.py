@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from monitor.config.loader import load_config
-from monitor.runtime.daemon import Daemon, LiveSource
+from monitor.runtime.daemon import Daemon, LiveMode
 from monitor.timebase import utc_now
 from tests.support.e2e import build_stream, playlist, write_config
 from tests.support.s3_proxy import denying_proxy
@@ -49,7 +49,7 @@ async def test_a_crashing_feed_restarts_with_backoff_and_never_takes_the_daemon_
             await node.put(f"{name}/latest.txt", f"{epoch}\n")
 
         stop = asyncio.Event()
-        daemon = Daemon(config, LiveSource(), [GOOD, BROKEN])
+        daemon = Daemon(config, LiveMode(), [GOOD, BROKEN])
         run = asyncio.create_task(daemon.run(stop))
         try:
             await asyncio.wait_for(daemon.started.wait(), 60)
