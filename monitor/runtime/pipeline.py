@@ -439,7 +439,15 @@ async def _next_unless_stopped(
     if stop_wait.done():
         return None
     step = asyncio.ensure_future(anext(items))
-    await asyncio.wait({step, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+    try:
+        await asyncio.wait({step, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        # Cancelled (shutdown timeout): end the pending step before the iterator is closed,
+        # or closing it fails with "asynchronous generator is already running".
+        step.cancel()
+        with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+            await step
+        raise
     if step.done():
         try:
             return step.result()

@@ -4,6 +4,7 @@ window scheduler, a real (tiny) AST in the real inference engine, the real event
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import timedelta
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 
 from monitor.audio.windows import WindowSettings
 from monitor.ingest.slots import SegmentGap
-from monitor.runtime.pipeline import FeedPipeline, FeedProgress, PipelineSettings
+from monitor.runtime.pipeline import FeedPipeline, FeedProgress, FeedWatch, PipelineSettings
 from monitor.runtime.resume import FeedStateFile, state_path
 from monitor.timebase import parse_utc
 from tests.support.pipeline import (
@@ -213,3 +214,82 @@ async def test_a_crash_mid_stream_restarts_where_it_was_without_losing_or_repeat
     assert pipeline.progress.first_window == full.progress.first_window
     assert pipeline.progress.last_window == full.progress.last_window
     assert [m["status"] for m in collector.detections()] == ["opened", "closed"]
+
+
+async def test_a_kill_while_a_detection_is_open_is_closed_by_the_restart(
+    engine, segments, tmp_path
+):
+    """Killed (no flush, no final save: as SIGKILL) while a detection is open, the restart from
+    the saved point re-reads that detection's audio and closes it under the same id: the saved
+    ``next_window_utc`` never passes the start of an open detection."""
+    path = state_path(tmp_path, "live", "rpi_test")
+    source = list_source(segments)
+    waiting = asyncio.Event()  # never set: a live stream waiting for its next segment
+
+    async def stalls_at_five(resume):
+        async for item in source(resume):
+            if item.ref.number == 5:
+                await waiting.wait()
+            yield item
+
+    first_out = Collector()
+    state = FeedStateFile(path, "rpi_test", min_interval_s=0.0)
+    first = make_pipeline(engine, stalls_at_five, first_out, asyncio.Event(), state_file=state)
+    five_done = asyncio.Event()  # segments 0-4 scored and their resume points saved
+
+    def processed(feed, until):
+        if until >= segments[4].end_utc - timedelta(seconds=0.1):
+            five_done.set()
+
+    first.watch = FeedWatch(progress=processed)
+    run = asyncio.create_task(first.run_once())
+    await asyncio.wait_for(five_done.wait(), 60)
+    run.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await run
+    [opened] = first_out.detections("opened")
+    assert not first_out.detections("closed")
+    saved = FeedStateFile(path, "rpi_test").load()
+    assert saved is not None
+    assert saved.next_window_utc <= parse_utc(opened["start_utc"])
+
+    second_out = Collector()
+    second = make_pipeline(
+        engine,
+        list_source(segments),
+        second_out,
+        asyncio.Event(),
+        state_file=FeedStateFile(path, "rpi_test"),
+    )
+    await second.run_once()
+    assert [m["id"] for m in second_out.detections("closed")] == [opened["id"]]
+
+
+async def test_a_failing_resume_point_write_keeps_the_feed_running(engine, segments, tmp_path):
+    """The state directory is unusable (a regular file stands where it should be: a real
+    failing write): the feed scores everything, the point stays pending and each failure is
+    reported; once the directory is usable again the point is written."""
+    folder = tmp_path / "state"
+    folder.write_text("not a directory")
+    failures: list[str] = []
+    state = FeedStateFile(
+        state_path(folder, "live", "rpi_test"),
+        "rpi_test",
+        min_interval_s=0.0,
+        on_error=lambda feed, error: failures.append(feed),
+    )
+    full = make_pipeline(engine, list_source(segments), Collector(), asyncio.Event())
+    await full.run_once()
+    pipeline = make_pipeline(
+        engine, list_source(segments), Collector(), asyncio.Event(), state_file=None
+    )
+    pipeline.state_file = state
+    await pipeline.run_once()
+    assert pipeline.progress.windows_scored == full.progress.windows_scored
+    assert failures and set(failures) == {"rpi_test"} and state.failures == len(failures)
+    assert state.pending == pipeline.progress.resume and state.error is not None
+    folder.unlink()
+    await state.flush()
+    saved, kept = state.load(), pipeline.progress.resume
+    assert saved is not None and kept is not None and state.pending is None
+    assert (saved.number, saved.next_window_utc) == (kept.number, kept.next_window_utc)
