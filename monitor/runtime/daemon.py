@@ -40,8 +40,8 @@ from monitor.ingest.s3 import S3Store, open_store
 from monitor.publish.fanout import Fanout
 from monitor.publish.output import Output
 from monitor.publish.websocket import WebsocketOutput
-from monitor.runtime import wiring
-from monitor.runtime.modes import LiveMode, Mode, ReplayMode
+from monitor.runtime import modes, wiring
+from monitor.runtime.modes import FeedSource, LiveMode, Mode, ReplayMode
 from monitor.runtime.pipeline import (
     Decoding,
     FeedPipeline,
@@ -219,7 +219,9 @@ class Daemon:
         status = self._publish_status if mode.publishes_status else None
         # latest.txt and playlist ages → Absent / Offline, published like the other changes
         observer = FollowerHealthObserver(health, status)
-        source = mode.source(store, node, self.config.follower, settings.resume_margin_s, observer)
+        source = mode.source(
+            FeedSource(store, node, self.config.follower, settings.resume_margin_s, observer)
+        )
         engine = self._engine()
         return FeedPipeline(
             feed=node,
@@ -256,8 +258,8 @@ class Daemon:
         interval = self.config.state.min_write_interval_s
         feeds = {}
         for node in self.feeds:
-            state_file = self.mode.state_file(
-                Path(directory), node, interval, self._state_write_failed
+            state_file = modes.state_file(
+                self.mode, Path(directory), node, interval, self._state_write_failed
             )
             feeds[node] = _Feed(state_file, state_file.load())
         for node, feed in feeds.items():

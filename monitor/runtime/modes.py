@@ -24,6 +24,17 @@ from monitor.runtime.resume import FeedStateFile, OnWriteError, ResumePoint, sta
 from monitor.timebase import format_utc, require_aware, utc_now
 
 
+@dataclass(frozen=True, slots=True)
+class FeedSource:
+    """What a mode needs to open one feed's segments."""
+
+    store: S3Store
+    node: str
+    settings: FollowerSettings
+    margin_s: float  # re-read this far before a resume point's next window
+    observer: FollowerObserver | None = None  # hears latest.txt and playlist ages (live)
+
+
 class Mode(Protocol):
     @property
     def scope(self) -> str:
@@ -38,18 +49,25 @@ class Mode(Protocol):
         """Whether feed-health changes go out as ``feed_status`` messages."""
         ...
 
-    def source(
-        self,
-        store: S3Store,
-        node: str,
-        settings: FollowerSettings,
-        margin_s: float,
-        observer: FollowerObserver | None,
-    ) -> SegmentSource: ...
+    @property
+    def forget_when_complete(self) -> bool:
+        """Whether a feed whose source ran to its end removes its resume point."""
+        ...
 
-    def state_file(
-        self, directory: Path, node: str, min_interval_s: float, on_error: OnWriteError | None
-    ) -> FeedStateFile: ...
+    def source(self, feed: FeedSource) -> SegmentSource: ...
+
+
+def state_file(
+    mode: Mode, directory: Path, node: str, min_interval_s: float, on_error: OnWriteError | None
+) -> FeedStateFile:
+    """``node``'s resume-point file in ``mode``'s scope."""
+    return FeedStateFile(
+        state_path(directory, mode.scope, node),
+        node,
+        min_interval_s,
+        forget_when_complete=mode.forget_when_complete,
+        on_error=on_error,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,30 +79,19 @@ class LiveMode:
     scope = "live"
     window_range = WindowRange()
     publishes_status = True  # feed health is about the live streams
+    forget_when_complete = False
 
-    def source(
-        self,
-        store: S3Store,
-        node: str,
-        settings: FollowerSettings,
-        margin_s: float,
-        observer: FollowerObserver | None,
-    ) -> SegmentSource:
+    def source(self, feed: FeedSource) -> SegmentSource:
         start_at = utc_now() - self.backfill if self.backfill is not None else None
+        args = (feed.store, feed.node, feed.settings)
 
         def open_segments(resume: ResumePoint | None) -> AsyncIterator[Segment | SegmentGap]:
             if resume is not None:
                 cursor = SegmentCursor(resume.folder_epoch, resume.number)
-                return follow_live(store, node, settings, cursor=cursor, observer=observer)
-            return follow_live(store, node, settings, start_at=start_at, observer=observer)
+                return follow_live(*args, cursor=cursor, observer=feed.observer)
+            return follow_live(*args, start_at=start_at, observer=feed.observer)
 
         return open_segments
-
-    def state_file(
-        self, directory: Path, node: str, min_interval_s: float, on_error: OnWriteError | None
-    ) -> FeedStateFile:
-        path = state_path(directory, self.scope, node)
-        return FeedStateFile(path, node, min_interval_s, on_error=on_error)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +102,7 @@ class ReplayMode:
     end: datetime
 
     publishes_status = False  # a replay is "behind" by design
+    forget_when_complete = True  # a range read to its end needs no resume point
 
     def __post_init__(self) -> None:
         # In UTC, so that ``scope`` (and every time derived from the range) reads as UTC.
@@ -113,32 +121,18 @@ class ReplayMode:
     def window_range(self) -> WindowRange:
         return WindowRange(self.start, self.end)
 
-    def source(
-        self,
-        store: S3Store,
-        node: str,
-        settings: FollowerSettings,
-        margin_s: float,
-        observer: FollowerObserver | None,
-    ) -> SegmentSource:
-        del observer  # the archive has no live node to watch
+    def source(self, feed: FeedSource) -> SegmentSource:
+        # The archive has no live node to watch: ``feed.observer`` is not used.
+        margin = timedelta(seconds=feed.margin_s)
 
         async def open_segments(resume: ResumePoint | None) -> AsyncIterator[Segment | SegmentGap]:
             begin = self.start
             if resume is not None:
-                begin = max(begin, resume.next_window_utc - timedelta(seconds=margin_s))
+                begin = max(begin, resume.next_window_utc - margin)
             if begin >= self.end:
                 return
-            async for item in read_archive(store, node, begin, self.end, settings.archive):
+            archive = feed.settings.archive
+            async for item in read_archive(feed.store, feed.node, begin, self.end, archive):
                 yield item
 
         return open_segments
-
-    def state_file(
-        self, directory: Path, node: str, min_interval_s: float, on_error: OnWriteError | None
-    ) -> FeedStateFile:
-        # A range read to its end needs no resume point: its file is removed.
-        path = state_path(directory, self.scope, node)
-        return FeedStateFile(
-            path, node, min_interval_s, forget_when_complete=True, on_error=on_error
-        )

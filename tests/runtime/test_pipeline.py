@@ -63,6 +63,13 @@ def make_pipeline(engine, source, collector, stop, *, threshold=0.0, state_file=
     )
 
 
+def restarted(engine, segments, path):
+    """A new pipeline (a restarted process) over ``segments`` from the point saved at ``path``."""
+    out = Collector()
+    state = FeedStateFile(path, "rpi_test")
+    return make_pipeline(engine, list_source(segments), out, asyncio.Event(), state_file=state), out
+
+
 async def test_every_window_on_the_grid_is_scored_once(engine, segments):
     collector = Collector()
     pipeline = make_pipeline(engine, list_source(segments), collector, asyncio.Event())
@@ -112,14 +119,7 @@ async def test_stop_then_resume_from_state_scores_no_window_twice_and_none_lost(
     assert first_out.detections("closed")[0]["close_reason"] == "shutdown"
     assert saved.next_window_utc == first.progress.last_window + timedelta(seconds=0.5)
 
-    second_out = Collector()
-    second = make_pipeline(
-        engine,
-        list_source(segments),
-        second_out,
-        asyncio.Event(),
-        state_file=FeedStateFile(path, "rpi_test"),
-    )
+    second, second_out = restarted(engine, segments, path)
     assert second.progress.resume == saved
     await second.run_once()
     # Continuous and without overlap: the second run starts one hop after the first ended.
@@ -253,14 +253,7 @@ async def test_a_kill_while_a_detection_is_open_is_closed_by_the_restart(
     assert saved is not None
     assert saved.next_window_utc <= parse_utc(opened["start_utc"])
 
-    second_out = Collector()
-    second = make_pipeline(
-        engine,
-        list_source(segments),
-        second_out,
-        asyncio.Event(),
-        state_file=FeedStateFile(path, "rpi_test"),
-    )
+    second, second_out = restarted(engine, segments, path)
     await second.run_once()
     assert [m["id"] for m in second_out.detections("closed")] == [opened["id"]]
 
