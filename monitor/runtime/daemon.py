@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import Counter
 
@@ -35,7 +35,6 @@ from monitor.health.http import HealthServer
 from monitor.health.logs import get_logger
 from monitor.health.metrics import Metrics
 from monitor.health.observer import FollowerHealthObserver
-from monitor.inference.engine import InferenceEngine
 from monitor.ingest.s3 import S3Store, open_store
 from monitor.publish.fanout import Fanout
 from monitor.publish.output import Output
@@ -54,6 +53,9 @@ from monitor.runtime.settings import DaemonSettings
 from monitor.runtime.state_lock import StateDirBusy, StateDirLock
 from monitor.runtime.supervisor import SupervisorSettings, TaskHealth, supervise
 from monitor.timebase import parse_utc, utc_now
+
+if TYPE_CHECKING:  # the engine imports torch; the daemon loads it only when it runs
+    from monitor.inference.engine import InferenceEngine
 
 __all__ = ["Daemon", "DaemonSettings", "LiveMode", "ReplayMode", "serve_until_signalled"]
 
