@@ -129,6 +129,7 @@ class RedisOutput:
         self._drained = asyncio.Event()
         # Messages the spool could not take (its disk is full), oldest first, behind the spool.
         self._held: deque[dict[str, Any]] = deque()
+        self._spool_disk_full = False  # logged once per episode, not on every retry
 
     @property
     def spool_depth(self) -> int:
@@ -181,18 +182,25 @@ class RedisOutput:
 
     async def _unhold(self, spool: Spool) -> None:
         """Move the messages held in memory into the spool while its disk takes them."""
+        moved = False
         while self._held:
             try:
                 await asyncio.to_thread(spool.append, self._held[0])
             except SpoolNoSpace as error:
-                log.error(
-                    "redis spool disk full: messages wait in memory",
-                    waiting=len(self._held),
-                    error=str(error),
-                )
+                if not self._spool_disk_full:
+                    log.error(
+                        "redis spool disk full: messages wait in memory",
+                        waiting=len(self._held),
+                        error=str(error),
+                    )
+                    self._spool_disk_full = True
                 return
             self._held.popleft()
             self.stats.spooled += 1
+            moved = True
+        if moved and self._spool_disk_full:
+            log.info("redis spool disk has room again: held messages spooled")
+            self._spool_disk_full = False
 
     async def wait_drained(self) -> None:
         await self._drained.wait()

@@ -189,3 +189,81 @@ async def test_a_corrupt_spool_file_is_a_clear_error(redis_server, tmp_path: Pat
         await output.start()
     await output.close()
     assert settings.spool_path.read_bytes().startswith(b"this is not")  # left for a human
+
+
+async def test_a_bad_dedupe_ttl_is_refused_before_anything_is_written(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    # Built directly, past the loader's bound: the script itself must not XADD and then fail
+    # on SET … EX 0 (each retry from the spool used to add another copy).
+    settings = settings_for(redis_server.url, tmp_path, dedupe_ttl_s=0)
+    client = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+    output = RedisOutput(settings)
+    await output.start()
+    try:
+        for message in detection_series(2):
+            await output.publish(message)
+        await asyncio.sleep(0.3)  # a spool retry (retry_s = 0.05) would have run by now
+        assert await client.xlen(settings.stream_key) == 0
+        assert output.stats.rejected == 2 and output.stats.delivered == 0
+        assert output.spool_depth == 0 and output.stats.spooled == 0
+    finally:
+        await output.close()
+        await client.aclose()
+
+
+async def test_an_error_reply_rejects_that_message_only(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """WRONGTYPE on the status hash is that message's problem, not an outage: it is counted,
+    never retried or duplicated, and the detections after it are delivered at once."""
+    settings = settings_for(redis_server.url, tmp_path)
+    client = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+    await client.set(settings.status_hash, "not a hash")
+    status = feed_status("up", T0)
+    detections = detection_series(2)
+    output = RedisOutput(settings)
+    await output.start()
+    try:
+        await output.publish(status)
+        for message in detections:
+            await output.publish(message)
+        await asyncio.sleep(0.3)
+        assert output.stats.rejected == 1 and output.stats.errors == 1
+        assert output.spool_depth == 0
+        assert await stream_ids(client, settings.stream_key) == [m.message_id for m in detections]
+        assert await client.get(settings.dedupe_prefix + status.message_id) is None
+    finally:
+        await output.close()
+        await client.aclose()
+
+
+async def test_a_full_spool_disk_keeps_messages_in_memory_until_it_has_room(
+    own_redis: RedisServer, tmp_path: Path
+) -> None:
+    """A full disk, made real for sqlite by ``PRAGMA max_page_count`` (the spool database may not
+    grow: sqlite answers SQLITE_FULL, "database or disk is full", as on a full disk)."""
+    settings = settings_for(own_redis.url, tmp_path)
+    messages = detection_series(10)
+    own_redis.stop()
+    output = RedisOutput(settings)
+    await output.start()
+    try:
+        spool = output._spool
+        assert spool is not None
+        (pages,) = spool._db.execute("PRAGMA page_count").fetchone()
+        spool._db.execute(f"PRAGMA max_page_count = {pages}")
+        for message in messages:
+            await output.publish(message)  # none is lost, none raises
+        assert output.spool_depth == 10
+        assert spool.depth < 10  # some never reached the disk
+        spool._db.execute("PRAGMA max_page_count = 1073741823")  # space again
+        own_redis.start()
+        await asyncio.wait_for(output.wait_drained(), 10)
+        client = aioredis.Redis.from_url(own_redis.url, decode_responses=True)
+        try:
+            assert await stream_ids(client, settings.stream_key) == [m.message_id for m in messages]
+        finally:
+            await client.aclose()
+    finally:
+        await output.close()
