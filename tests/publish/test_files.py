@@ -1,8 +1,15 @@
 from __future__ import annotations
 
+import asyncio
+import errno
 import json
+import os
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from monitor.detect.records import FeedInfo, Message
 from monitor.publish.files import RAVEN_COLUMNS, FileOutput, FileSettings
@@ -125,3 +132,57 @@ async def test_idempotence_survives_index_eviction(tmp_path: Path) -> None:
     assert sorted(json.loads(line)["message_id"] for line in lines) == sorted(
         m.message_id for m in lab + bush
     )
+
+
+class FullDisk:
+    """``os.write`` as on a full disk, for files under ``root`` only: the first write gets half
+    its bytes onto the disk and then ENOSPC, as a real full disk does, until ``free()``.
+
+    A real full disk cannot be made here (root, no mounts), so only the OS write call is
+    replaced; everything else (open, fstat, ftruncate, fsync, rename) is the real one."""
+
+    def __init__(self, root: Path, real: Callable[[int, Any], int]) -> None:
+        self.root = str(root)
+        self.real = real
+        self.full = True
+        self.refused = 0
+
+    def free(self) -> None:
+        self.full = False
+
+    def __call__(self, fd: int, data: Any) -> int:
+        if not self.full or not os.readlink(f"/proc/self/fd/{fd}").startswith(self.root):
+            return self.real(fd, data)
+        self.refused += 1
+        if self.refused == 1 and len(data) > 1:
+            return self.real(fd, bytes(data[: len(data) // 2]))  # a partial write first
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+async def test_a_full_disk_loses_nothing_and_leaves_no_partial_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    messages = detection_series(6)
+    settings = FileSettings(directory=tmp_path, fsync=False, retry_s=0.05)
+    output = FileOutput(settings)
+    await output.start()
+    await output.publish(messages[0])  # written before the disk fills
+    disk = FullDisk(tmp_path, os.write)
+    monkeypatch.setattr(os, "write", disk)
+    for message in messages[1:]:
+        await output.publish(message)  # held, not lost, not raised
+    await asyncio.sleep(0.2)  # a few retries while the disk is still full
+    jsonl = output.jsonl_path(T0)
+    assert [json.loads(line) for line in jsonl.read_text().splitlines()] == wire(messages[:1])
+    assert jsonl.read_text().endswith("\n")  # the partial record was cut off again
+    assert output.spool_depth == 5 and output.stats.errors >= 2
+    disk.free()
+    for _ in range(100):
+        if output.spool_depth == 0:
+            break
+        await asyncio.sleep(0.02)
+    await output.close()
+    assert [json.loads(line) for line in jsonl.read_text().splitlines()] == wire(messages)
+    rows = raven_rows(output.raven_path("rpi_orcasound_lab", T0))
+    assert [row["Detection Id"] for row in rows] == [messages[1].id, messages[3].id, messages[5].id]
+    assert [row["Selection"] for row in rows] == ["1", "2", "3"]
