@@ -166,6 +166,28 @@ async def test_redis_mistakes_are_clear_errors_not_endless_retries(redis_server)
         await admin.aclose()
 
 
+async def test_a_url_that_cannot_work_is_a_one_line_error() -> None:
+    """Exit 2 at once, instead of retrying a URL that can never connect."""
+    cases = [
+        (("--url", f"http://127.0.0.1:{free_port()}"), "is not a websocket URL"),
+        (("--url", "not a url"), "is not a websocket URL"),
+        (("--redis", "http://127.0.0.1:6379"), "is not a Redis URL"),
+        (("--min-score", "nan"), "--min-score must be a finite number"),
+    ]
+    processes = [(await spawn(*args), expected) for args, expected in cases]
+    for process, expected in processes:
+        try:
+            code = await asyncio.wait_for(process.wait(), STARTUP_S)
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+        assert process.stderr is not None
+        stderr = (await process.stderr.read()).decode()
+        assert code == 2 and expected in stderr, stderr
+        assert len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr
+
+
 def test_redis_reader_filters_like_the_websocket_server() -> None:
     lab = wire(detection_series(4))
     bush = wire(detection_series(2, feed="rpi_bush_point"))

@@ -241,6 +241,32 @@ async def test_heartbeats_and_bad_requests() -> None:
             assert closed.value.rcvd.code == 1008
 
 
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        # 20,000 levels fit in the 64 KiB frame limit and overflow the JSON parser's stack.
+        ('{"type": "subscribe", "feeds": ' + "[" * 20_000 + "]" * 20_000 + "}", "too deeply"),
+        ('{"type": "subscribe", "min_score": NaN}', "finite number"),
+        ('{"type": "subscribe", "min_score": Infinity}', "finite number"),
+        ('{"type": "subscribe", "min_score": -Infinity}', "finite number"),
+    ],
+)
+async def test_hostile_subscribe_messages_get_a_clear_refusal(
+    raw: str, reason: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with serving() as output:
+        async with connect(url(output)) as ws:
+            await ws.send(raw)
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), 2)
+            assert closed.value.rcvd is not None
+            assert closed.value.rcvd.code == 1008 and reason in closed.value.rcvd.reason
+        # The server goes on serving others, and logged no traceback.
+        async with connect(url(output)) as ws:
+            await subscribe(ws)
+    assert "Traceback" not in capsys.readouterr().err
+
+
 async def test_server_close_tells_clients_it_is_going_away() -> None:
     output = WebsocketOutput(WebsocketSettings(port=0))
     await output.start()
