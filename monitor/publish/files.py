@@ -81,7 +81,7 @@ class FilesBehind(Exception):
 class FileStats:
     written: int = 0  # records written (JSON lines and Raven rows)
     duplicates: int = 0  # records not written because the file already had them
-    errors: int = 0  # failed writes (a full disk's are retried)
+    errors: int = 0  # writes that failed for want of space (retried)
     refused: int = 0  # messages not accepted: ``max_pending`` records already wait
 
 
@@ -164,10 +164,10 @@ class FileOutput:
                 try:
                     await asyncio.to_thread(self._write, message)
                 except OSError as error:
-                    self.stats.errors += 1
                     if error.errno not in _NO_SPACE:
                         self._pending.popleft()
-                        raise
+                        raise  # the fan-out logs and counts it
+                    self.stats.errors += 1
                     if self._retry is None or self._retry.done():
                         log.error(
                             "disk full: holding messages until it has space",
