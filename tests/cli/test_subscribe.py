@@ -68,6 +68,18 @@ async def stop(process: asyncio.subprocess.Process, sig: int) -> tuple[int, str]
     return code, (await process.stderr.read()).decode()
 
 
+async def exit_and_stderr(process: asyncio.subprocess.Process) -> tuple[int, str]:
+    """Wait for a subscribe that should end by itself (killed if it does not)."""
+    try:
+        code = await asyncio.wait_for(process.wait(), STARTUP_S)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.stderr is not None
+    return code, (await process.stderr.read()).decode()
+
+
 async def test_prints_closed_detections_reconnects_resumes_and_exits_on_sigint() -> None:
     messages = detection_series(8)
     port = free_port()
@@ -151,14 +163,7 @@ async def test_redis_mistakes_are_clear_errors_not_endless_retries(redis_server)
             (bad_id, "is not a Redis stream entry id"),
             (wrong_type, "WRONGTYPE"),
         ):
-            try:
-                code = await asyncio.wait_for(process.wait(), STARTUP_S)
-            finally:
-                if process.returncode is None:
-                    process.kill()
-                    await process.wait()
-            assert process.stderr is not None
-            stderr = (await process.stderr.read()).decode()
+            code, stderr = await exit_and_stderr(process)
             assert code == 2 and expected in stderr, stderr
             assert "Traceback" not in stderr
     finally:
@@ -176,14 +181,7 @@ async def test_a_url_that_cannot_work_is_a_one_line_error() -> None:
     ]
     processes = [(await spawn(*args), expected) for args, expected in cases]
     for process, expected in processes:
-        try:
-            code = await asyncio.wait_for(process.wait(), STARTUP_S)
-        finally:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
-        assert process.stderr is not None
-        stderr = (await process.stderr.read()).decode()
+        code, stderr = await exit_and_stderr(process)
         assert code == 2 and expected in stderr, stderr
         assert len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr
 
