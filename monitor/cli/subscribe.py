@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
 import random
 import re
@@ -21,7 +22,8 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import AuthenticationError, RedisError, ResponseError
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
+from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, WebSocketException
+from websockets.uri import parse_uri
 
 from monitor.health.logs import get_logger
 from monitor.publish.subscription import Subscription
@@ -131,6 +133,10 @@ async def follow_websocket(
     args: argparse.Namespace, emit: Callable[[dict], None], stop: asyncio.Event
 ) -> int:
     since: str | None = args.since
+    try:
+        parse_uri(args.url)
+    except InvalidURI:
+        return fail(f"--url {args.url!r} is not a websocket URL (ws://host:port or wss://…)")
     headers = {"Authorization": f"Bearer {args.token}"} if args.token else None
     next_delay = _backoff()
     while not stop.is_set():
@@ -183,7 +189,10 @@ async def follow_redis(
     if last != "$" and not STREAM_ID.fullmatch(last):
         return fail(f"--since {last!r} is not a Redis stream entry id (like 1717761600000-0)")
     subscription = local_filter(args)
-    client = aioredis.Redis.from_url(args.redis, decode_responses=True, socket_timeout=10)
+    try:
+        client = aioredis.Redis.from_url(args.redis, decode_responses=True, socket_timeout=10)
+    except ValueError as error:
+        return fail(f"--redis {args.redis!r} is not a Redis URL: {error}")
     next_delay = _backoff()
     try:
         while not stop.is_set():
@@ -215,6 +224,8 @@ async def follow_redis(
 
 
 async def _main(args: argparse.Namespace) -> int:
+    if not math.isfinite(args.min_score):
+        return fail(f"--min-score must be a finite number, not {args.min_score}")
     emit = Printer(args.json)
     follower = follow_redis if args.redis else follow_websocket
     stop = asyncio.Event()

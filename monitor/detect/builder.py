@@ -30,13 +30,16 @@ from datetime import datetime
 
 from monitor.audio.chunks import Window
 from monitor.detect.ids import detection_id
-from monitor.detect.records import DEFAULT_SPECIES, FeedInfo, PipelineModels, Species
-from monitor.detect.wire import (
+from monitor.detect.records import (
+    DEFAULT_SPECIES,
     CloseReason,
+    Detection,
     DetectionStatus,
     DetectionSummary,
+    FeedInfo,
+    PipelineModels,
     SegmentUse,
-    detection_message,
+    Species,
 )
 from monitor.timebase import format_utc, require_aware, utc_now
 
@@ -167,7 +170,8 @@ class _Track:
 
 
 class EventBuilder:
-    """Feed it ``(window, scores)`` in time order per feed; it returns the messages to publish."""
+    """Feed it ``(window, scores)`` in time order per feed; it returns the ``Detection`` messages
+    to publish."""
 
     def __init__(
         self,
@@ -184,7 +188,8 @@ class EventBuilder:
         self._tracks: dict[tuple[str, str], _Track] = {}
         self._last_start: dict[str, datetime] = {}
         self._last_end: dict[str, datetime] = {}
-        self.discarded = 0  # candidates that never reached min_positive_windows
+        # Candidates that never reached min_positive_windows (a running total for the metrics).
+        self.discarded = 0
 
     @property
     def open_count(self) -> int:
@@ -206,7 +211,7 @@ class EventBuilder:
         scores: Mapping[str, float],
         *,
         scored_utc: datetime | None = None,
-    ) -> list[dict]:
+    ) -> list[Detection]:
         feed = window.feed
         start = require_aware(window.start_utc)
         previous = self._last_start.get(feed)
@@ -224,7 +229,7 @@ class EventBuilder:
         self._last_start[feed] = start
         self._last_end[feed] = window.end_utc
 
-        out: list[dict] = []
+        out: list[Detection] = []
         for label, raw_score in scores.items():
             threshold = self.settings.threshold(feed, label)
             if threshold is None:
@@ -265,10 +270,10 @@ class EventBuilder:
     def _too_long(self, track: _Track, window: Window) -> bool:
         return (window.end_utc - track.start_utc).total_seconds() > self.settings.max_duration_s
 
-    def advance_to(self, feed: str, moment: datetime) -> list[dict]:
+    def advance_to(self, feed: str, moment: datetime) -> list[Detection]:
         """No audio of ``feed`` will come before ``moment``: close what has gone quiet by then."""
         moment = require_aware(moment)
-        out: list[dict] = []
+        out: list[Detection] = []
         for key, track in list(self._tracks.items()):
             if key[0] != feed:
                 continue
@@ -276,9 +281,9 @@ class EventBuilder:
                 out += self._close(key, "gap", self._last_end.get(feed, track.end_utc), None)
         return out
 
-    def flush(self) -> list[dict]:
+    def flush(self) -> list[Detection]:
         """Close everything still open (shutdown): each credible detection gets its ``closed``."""
-        out: list[dict] = []
+        out: list[Detection] = []
         for key, track in list(self._tracks.items()):
             out += self._close(key, "shutdown", self._last_end.get(key[0], track.end_utc), None)
         return out
@@ -309,7 +314,7 @@ class EventBuilder:
         reason: CloseReason,
         audio_end: datetime,
         scored_utc: datetime | None,
-    ) -> list[dict]:
+    ) -> list[Detection]:
         track = self._tracks.pop(key)
         if not track.credible:
             self.discarded += 1
@@ -324,9 +329,9 @@ class EventBuilder:
         audio_end: datetime,
         scored_utc: datetime | None,
         reason: CloseReason | None = None,
-    ) -> dict:
+    ) -> Detection:
         info = self.feeds.get(feed) or FeedInfo.unknown(feed)
-        return detection_message(
+        return Detection(
             track.summary(info, self.settings.species.get(track.label)),
             status=status,
             models=self.models,

@@ -1,60 +1,42 @@
 """The versioned JSON messages hydromon publishes: ``detection`` and ``feed_status``.
 
-The shape is fixed by ``monitor/schemas/*.schema.json``; ``SCHEMA_VERSION`` changes only when a
-field is removed or changes meaning (adding an optional field does not bump it).
+``encode`` is the one place where a record (``Detection``, ``FeedStatus``) becomes the dict that
+every output writes. The shape is fixed by ``monitor/schemas/*.schema.json``; ``SCHEMA_VERSION``
+changes only when a field is removed or changes meaning (adding an optional field does not
+bump it).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
-from monitor.detect.ids import random_id
-from monitor.detect.records import FeedInfo, PipelineModels, Species
+from monitor.detect.records import (
+    Detection,
+    FeedInfo,
+    FeedState,
+    FeedStatus,
+    Message,
+)
 from monitor.timebase import format_utc, require_aware, to_epoch_ms
 
 SCHEMA_VERSION = 1
 
-DetectionStatus = Literal["opened", "closed"]
-CloseReason = Literal["quiet", "max_duration", "gap", "shutdown"]
-FEED_STATES = ("Absent", "Offline", "Silent", "Unintelligible", "Lagged", "Up")
+# The wire spells the states capitalised; ``unknown`` is never published.
+WIRE_STATES: dict[FeedState, str] = {
+    state: state.value.capitalize() for state in FeedState if state is not FeedState.UNKNOWN
+}
 
 
-@dataclass(frozen=True, slots=True)
-class SegmentUse:
-    """The part of one segment that a detection's windows read."""
-
-    bucket: str
-    key: str
-    folder_epoch: int
-    number: int
-    offset_s: float
-    duration_s: float
+def wire_moment(moment: datetime) -> datetime:
+    """``moment`` as the wire's ``*_utc`` text holds it: cut to whole milliseconds."""
+    moment = require_aware(moment)
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
-@dataclass(frozen=True, slots=True)
-class DetectionSummary:
-    """Everything a detection message reports, frozen at the moment it is emitted."""
-
-    id: str
-    feed: FeedInfo
-    label: str
-    species: Species | None
-    start_utc: datetime
-    end_utc: datetime
-    score_max: float
-    score_mean: float
-    window_count: int
-    positive_window_count: int
-    window_s: float
-    hop_s: float
-    threshold: float
-    min_positive_windows: int
-    contains_gap: bool
-    gap_s: float
-    previous_id: str | None
-    segments: tuple[SegmentUse, ...]
+def wire_score(score: float) -> float:
+    """A score as the wire carries it (six decimals)."""
+    return round(score, 6)
 
 
 def _ms_between(later: datetime, earlier: datetime) -> int:
@@ -66,28 +48,29 @@ def message_key(message: dict[str, Any]) -> str:
     return str(message["message_id"])
 
 
-def detection_message(
-    summary: DetectionSummary,
-    *,
-    status: DetectionStatus,
-    models: PipelineModels,
-    emitted_utc: datetime,
-    audio_end_utc: datetime,
-    scored_utc: datetime | None,
-    close_reason: CloseReason | None = None,
-) -> dict[str, Any]:
+def encode(message: Message) -> dict[str, Any]:
+    """The wire form of a record (what the JSON Schemas describe)."""
+    if isinstance(message, Detection):
+        return _detection(message)
+    return _feed_status(message)
+
+
+def _detection(detection: Detection) -> dict[str, Any]:
     """``latency_ms``: emission − end of the audio that triggered it; ``pipeline_lag_ms``:
     scoring − that audio end (the part of the latency spent before the event builder)."""
+    summary, status = detection.summary, detection.status
+    emitted_utc, audio_end_utc = detection.emitted_utc, detection.audio_end_utc
+    scored_utc = detection.scored_utc
     species = summary.species
     folder_epochs = sorted({use.folder_epoch for use in summary.segments})
     buckets = sorted({use.bucket for use in summary.segments})
     return {
         "schema_version": SCHEMA_VERSION,
         "kind": "detection",
-        "message_id": f"{summary.id}.{status}",
+        "message_id": detection.message_id,
         "id": summary.id,
         "status": status,
-        "close_reason": close_reason,
+        "close_reason": detection.close_reason,
         "previous_id": summary.previous_id,
         "feed": feed_dict(summary.feed),
         "label": summary.label,
@@ -103,7 +86,7 @@ def detection_message(
         "start_epoch_ms": to_epoch_ms(summary.start_utc),
         "end_epoch_ms": to_epoch_ms(summary.end_utc),
         "duration_s": round((summary.end_utc - summary.start_utc).total_seconds(), 3),
-        "score": {"max": round(summary.score_max, 6), "mean": round(summary.score_mean, 6)},
+        "score": {"max": wire_score(summary.score_max), "mean": wire_score(summary.score_mean)},
         "window_count": summary.window_count,
         "positive_window_count": summary.positive_window_count,
         "window_s": round(summary.window_s, 6),
@@ -112,7 +95,7 @@ def detection_message(
         "min_positive_windows": summary.min_positive_windows,
         "contains_gap": summary.contains_gap,
         "gap_s": round(summary.gap_s, 3),
-        "models": models.as_dict(),
+        "models": detection.models.as_dict(),
         "provenance": {
             "bucket": buckets[0] if len(buckets) == 1 else None,
             "buckets": buckets,
@@ -144,25 +127,18 @@ def feed_dict(feed: FeedInfo) -> dict[str, Any]:
     }
 
 
-def feed_status_message(
-    feed: FeedInfo,
-    state: str,
-    since_utc: datetime,
-    *,
-    emitted_utc: datetime,
-    details: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """A feed changed state (produced by the health monitor, published by the outputs)."""
-    if state not in FEED_STATES:
-        raise ValueError(f"bad feed state {state!r}: use one of {', '.join(FEED_STATES)}")
+def _feed_status(status: FeedStatus) -> dict[str, Any]:
+    if status.state not in WIRE_STATES:
+        raise ValueError(f"feed state {status.state!r} is not published: it says nothing yet")
+    since = wire_moment(status.since_utc)
     return {
         "schema_version": SCHEMA_VERSION,
         "kind": "feed_status",
-        "message_id": random_id(emitted_utc),
-        "feed": feed_dict(feed),
-        "state": state,
-        "since_utc": format_utc(since_utc),
-        "since_epoch_ms": to_epoch_ms(since_utc),
-        "details": dict(details or {}),
-        "emitted_utc": format_utc(emitted_utc),
+        "message_id": status.message_id,
+        "feed": feed_dict(status.feed),
+        "state": WIRE_STATES[status.state],
+        "since_utc": format_utc(since),
+        "since_epoch_ms": to_epoch_ms(since),
+        "details": dict(status.details),
+        "emitted_utc": format_utc(status.emitted_utc),
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from monitor.detect.records import FeedStatus
 from monitor.health.feed_state import FeedHealth, FeedState, HealthSettings
 from monitor.health.metrics import Metrics
 from monitor.timebase import format_utc, utc_now
@@ -31,13 +32,13 @@ class HealthBoard:
     def ready(self) -> bool:
         return self.engine_loaded and self.ingest_started and not self.stopping
 
-    def changed(self, message: dict[str, object] | None) -> dict[str, object] | None:
-        """Pass a ``state_change`` record (or None) through, updating the metrics."""
-        if message is not None and self.metrics is not None:
-            self.metrics.set_feed_state(str(message["feed"]), str(message["state"]))
-        return message
+    def changed(self, change: FeedStatus | None) -> FeedStatus | None:
+        """Pass a feed's change (or None) through, updating the metrics."""
+        if change is not None and self.metrics is not None:
+            self.metrics.set_feed_state(change.feed.node, change.state)
+        return change
 
-    def tick(self, now: datetime) -> list[dict[str, object]]:
+    def tick(self, now: datetime) -> list[FeedStatus]:
         """Re-evaluate the clock-driven states (Offline, Lagged); the resulting changes."""
         messages = []
         for health in self.feeds.values():

@@ -12,31 +12,19 @@ errors) and works out one state, worst condition first:
     Up              none of the above
     Unknown         nothing heard yet
 
-Every change of state returns a change record (``state_change``) that the daemon publishes as a
-``feed_status`` message. Offline and Lagged depend on the clock, so the daemon also calls
-``evaluate(now)`` periodically (``tick``).
+Every change of state returns a ``FeedStatus`` record that the daemon publishes (the outputs
+encode it as a ``feed_status`` message). Offline and Lagged depend on the clock, so the daemon
+also calls ``evaluate(now)`` periodically (``tick``).
 """
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from monitor.detect.records import FeedInfo, FeedState, FeedStatus
 from monitor.health.analysis import AnalysisSettings, AudioVerdict, SegmentAnalysis
 from monitor.timebase import format_utc, require_aware
-
-FEED_STATUS_SCHEMA_VERSION = 1
-
-
-class FeedState(enum.StrEnum):
-    UNKNOWN = "unknown"
-    ABSENT = "absent"
-    OFFLINE = "offline"
-    SILENT = "silent"
-    UNINTELLIGIBLE = "unintelligible"
-    LAGGED = "lagged"
-    UP = "up"
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,16 +73,16 @@ class FeedHealth:
     restarts: int = 0
     last_error: LastError | None = None
 
-    def note_latest_missing(self, now: datetime) -> dict[str, object] | None:
+    def note_latest_missing(self, now: datetime) -> FeedStatus | None:
         self.latest_missing = True
         return self.evaluate(now)
 
-    def note_latest_present(self, now: datetime) -> dict[str, object] | None:
+    def note_latest_present(self, now: datetime) -> FeedStatus | None:
         """``latest.txt`` exists (again)."""
         self.latest_missing = False
         return self.evaluate(now)
 
-    def note_playlist(self, last_modified: datetime, now: datetime) -> dict[str, object] | None:
+    def note_playlist(self, last_modified: datetime, now: datetime) -> FeedStatus | None:
         """A playlist was read; ``last_modified`` is its S3 Last-Modified time."""
         self.latest_missing = False
         self.playlist_modified = require_aware(last_modified)
@@ -102,14 +90,14 @@ class FeedHealth:
 
     def note_audio(
         self, analysis: SegmentAnalysis, segment_start: datetime, now: datetime
-    ) -> dict[str, object] | None:
+    ) -> FeedStatus | None:
         self.latest_missing = False
         self.audio = analysis.verdict
         self.audio_details = analysis.details()
         self.last_segment_start = require_aware(segment_start)
         return self.evaluate(now)
 
-    def note_processed(self, until: datetime, now: datetime) -> dict[str, object] | None:
+    def note_processed(self, until: datetime, now: datetime) -> FeedStatus | None:
         """Audio up to ``until`` has been scored."""
         self.processed_until = require_aware(until)
         return self.evaluate(now)
@@ -149,13 +137,21 @@ class FeedHealth:
             return FeedState.UP, {}
         return FeedState.UNKNOWN, {}
 
-    def evaluate(self, now: datetime) -> dict[str, object] | None:
-        """Move to the state the facts call for; a ``state_change`` record if it changed."""
+    def evaluate(self, now: datetime) -> FeedStatus | None:
+        """Move to the state the facts call for; the change if it changed. The record names the
+        feed by its node only: the publisher knows its display name and place."""
         state, details = self.condition(now)
         if state is self.state:
             return None
         previous, self.state, self.since = self.state, state, require_aware(now)
-        return state_change(self.feed, state, previous, self.since, details)
+        return FeedStatus(
+            feed=FeedInfo.unknown(self.feed),
+            state=state,
+            previous=previous,
+            since_utc=self.since,
+            emitted_utc=self.since,
+            details={"hint": HINTS[state], **details},
+        )
 
     def snapshot(self) -> dict[str, object]:
         """The feed's entry in ``/status``."""
@@ -185,23 +181,3 @@ class FeedHealth:
 
 def _iso(moment: datetime | None) -> str | None:
     return None if moment is None else format_utc(moment)
-
-
-def state_change(
-    feed: str,
-    state: FeedState,
-    previous: FeedState,
-    since: datetime,
-    details: dict[str, object],
-) -> dict[str, object]:
-    """The board's own record of a change; the daemon publishes it as the schema'd
-    ``monitor.detect.wire.feed_status_message``."""
-    return {
-        "schema_version": FEED_STATUS_SCHEMA_VERSION,
-        "kind": "feed_status",
-        "feed": feed,
-        "state": str(state),
-        "previous": str(previous),
-        "since": format_utc(since),
-        "details": {"hint": HINTS[state], **details},
-    }

@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
+from monitor.detect.records import FeedStatus
 from monitor.health.feed_state import FeedHealth
 from monitor.timebase import utc_now
 
-OnStatus = Callable[[dict[str, Any]], Awaitable[None]]
+OnStatus = Callable[[FeedStatus], Awaitable[None]]
 
 
 @dataclass(slots=True)
@@ -32,6 +32,6 @@ class FollowerHealthObserver:
     async def playlist_modified(self, folder_epoch: int, last_modified: datetime) -> None:
         await self._note(self.health.note_playlist(last_modified, utc_now()))
 
-    async def _note(self, change: dict[str, Any] | None) -> None:
+    async def _note(self, change: FeedStatus | None) -> None:
         if change is not None and self.on_status is not None:
             await self.on_status(change)

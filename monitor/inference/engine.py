@@ -21,13 +21,12 @@ import time
 from collections import Counter, deque
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 import torchaudio
 
-from models.classifier.ast import Classifier
 from models.device import (
     Precision,
     PrecisionChoice,
@@ -37,6 +36,14 @@ from models.device import (
     configure_threads,
     select_device,
 )
+from models.interface import (
+    Classifier,
+    DenoisedAudio,
+    Denoiser,
+    Scores,
+    denoised_audio,
+    scores_of,
+)
 from monitor.inference.settings import EngineSettings
 
 log = logging.getLogger(__name__)
@@ -44,21 +51,6 @@ log = logging.getLogger(__name__)
 # Audio for the denoiser's precision probe: 257 frames at ORCA-CLEAN's 10 ms hop, i.e. three
 # 128-frame chunks at the default 32-frame overlap.
 DENOISER_PROBE_SECONDS = 2.56
-
-
-class Denoiser(Protocol):
-    """What the engine needs of a denoiser. `denoise` is called under `torch.autocast` for
-    bf16 and must keep any processing that cannot run in bf16 out of autocast itself.
-    `grid_seconds`/`context_grids`: see `models.denoiser.model.Denoiser`."""
-
-    sample_rate: int
-    grid_seconds: float
-    context_grids: int
-    min_samples: int
-
-    def denoise(self, waveforms: torch.Tensor) -> torch.Tensor: ...
-
-    def to(self, device: torch.device | str) -> Any: ...
 
 
 class EngineStoppedError(RuntimeError):
@@ -81,18 +73,17 @@ class EngineStats:
         return replace(self, batch_sizes=Counter(self.batch_sizes))
 
 
-# What a request asks for: scores (through the denoiser when there is one), scores of audio
-# that is already denoised, or denoised audio.
-RequestKind = Literal["score", "score_clean", "denoise"]
-
-
 @dataclass
 class _Request:
+    """One caller's audio. ``denoise``: through the denoiser first; ``classify``: the result is
+    ``Scores``, else ``DenoisedAudio`` (then ``denoise`` is true)."""
+
     samples: np.ndarray
     sample_rate: int
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Any]
-    kind: RequestKind = "score"
+    denoise: bool
+    classify: bool
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
@@ -169,21 +160,21 @@ class InferenceEngine:
         assert self.precision is not None
         return self.precision
 
-    async def score(
-        self, samples: np.ndarray, sample_rate: int, *, denoise: bool = True
-    ) -> dict[str, float]:
+    async def score(self, samples: np.ndarray, sample_rate: int, *, denoise: bool = True) -> Scores:
         """Score one mono window; returns {target label: score}. With a denoiser, the window is
         denoised first unless ``denoise=False`` (audio the caller already denoised)."""
-        kind: RequestKind = "score" if denoise or self.denoiser is None else "score_clean"
-        result: dict[str, float] = await self._submit(samples, sample_rate, kind)
+        through = denoise and self.denoiser is not None
+        result: Scores = await self._submit(samples, sample_rate, denoise=through, classify=True)
         return result
 
-    async def denoise(self, samples: np.ndarray, sample_rate: int) -> np.ndarray:
+    async def denoise(self, samples: np.ndarray, sample_rate: int) -> DenoisedAudio:
         """Denoise one mono block of a stream; returns float32 (n,) at the same rate (resampled
         to the denoiser's rate and back inside the worker). Equal-length blocks are batched."""
         if self.denoiser is None:
             raise RuntimeError("this inference engine has no denoiser")
-        result: np.ndarray = await self._submit(samples, sample_rate, "denoise")
+        result: DenoisedAudio = await self._submit(
+            samples, sample_rate, denoise=True, classify=False
+        )
         return result
 
     @property
@@ -194,10 +185,13 @@ class InferenceEngine:
             return None
         return self.denoiser.grid_seconds, self.denoiser.context_grids
 
-    async def _submit(self, samples: np.ndarray, sample_rate: int, kind: RequestKind) -> Any:
+    async def _submit(
+        self, samples: np.ndarray, sample_rate: int, *, denoise: bool, classify: bool
+    ) -> Any:
         samples = _checked(samples, sample_rate)
         loop = asyncio.get_running_loop()
-        request = _Request(samples, int(sample_rate), loop, loop.create_future(), kind)
+        future = loop.create_future()
+        request = _Request(samples, int(sample_rate), loop, future, denoise, classify)
         while True:
             with self._cond:
                 if self._state != "running":
@@ -340,19 +334,19 @@ class InferenceEngine:
             return batch
 
     def _run_batch(self, batch: list[_Request]) -> None:
-        groups: dict[tuple[RequestKind, int, int], list[_Request]] = {}
+        groups: dict[tuple[bool, bool, int, int], list[_Request]] = {}
         for req in batch:
             if not req.future.cancelled():
-                key = (req.kind, req.sample_rate, req.samples.shape[0])
+                key = (req.classify, req.denoise, req.sample_rate, req.samples.shape[0])
                 groups.setdefault(key, []).append(req)
-        for (kind, rate, n), reqs in groups.items():
+        for (classify, denoise, rate, n), reqs in groups.items():
             started = time.perf_counter()
             try:
                 waveforms = torch.from_numpy(np.stack([r.samples for r in reqs]))
-                if kind == "denoise":
-                    outputs = self._denoise_at(waveforms, rate).numpy()
+                if classify:
+                    outputs = self._pipeline(waveforms, rate, denoise).numpy()
                 else:
-                    outputs = self._pipeline(waveforms, rate, kind == "score").numpy()
+                    outputs = self._denoise_at(waveforms, rate).numpy()
                 error = None
             except Exception as exc:
                 log.exception("inference batch of %d failed", len(reqs))
@@ -372,12 +366,10 @@ class InferenceEngine:
             for i, req in enumerate(reqs):
                 if error is not None:
                     _deliver(req, error=error)
-                elif kind == "denoise":
-                    _deliver(req, np.ascontiguousarray(outputs[i], dtype=np.float32))
+                elif classify:
+                    _deliver(req, scores_of(labels, outputs[i]))
                 else:
-                    _deliver(
-                        req, {label: float(v) for label, v in zip(labels, outputs[i], strict=True)}
-                    )
+                    _deliver(req, denoised_audio(outputs[i]))
 
     def _pipeline(self, waveforms: torch.Tensor, rate: int, denoise: bool = True) -> torch.Tensor:
         with torch.inference_mode():

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from monitor.detect.records import Message
 from monitor.health.logs import get_logger
 from monitor.publish.output import Output
 
@@ -45,10 +46,6 @@ class Fanout:
         self._queues: dict[str, asyncio.Queue[Any]] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
-    def queue_depth(self, name: str) -> int:
-        queue = self._queues.get(name)
-        return 0 if queue is None else queue.qsize()
-
     async def start(self) -> None:
         for output in self.outputs:
             await output.start()
@@ -58,7 +55,7 @@ class Fanout:
                 self._run(output, queue), name=f"output-{output.name}"
             )
 
-    async def publish(self, message: dict[str, Any]) -> None:
+    async def publish(self, message: Message) -> None:
         if not self._tasks:
             raise RuntimeError("Fanout.publish before start()")
         for name, queue in self._queues.items():
@@ -69,7 +66,7 @@ class Fanout:
                 log.error(
                     "output queue full, message dropped for this output",
                     output=name,
-                    message_id=message.get("message_id"),
+                    message_id=message.message_id,
                     queue_size=queue.maxsize,
                 )
 
@@ -89,7 +86,7 @@ class Fanout:
                 log.error(
                     "output failed to publish",
                     output=output.name,
-                    message_id=message.get("message_id"),
+                    message_id=message.message_id,
                     error=repr(error),
                 )
 

@@ -6,6 +6,10 @@ append, then fsync; a torn last line left by a crash is ended before the next re
 cannot corrupt it. Only ``closed`` detections go to Raven tables (they have final numbers);
 Raven times are seconds from 00:00:00 UTC of the file's day, with absolute UTC in extra columns.
 
+A full disk (``ENOSPC``, ``EDQUOT``) loses nothing: a record that cannot be written is cut off
+again (the file ends with its last complete line), kept in memory with the ones after it (in
+order, at most ``max_pending``) and written every ``retry_s`` until the disk takes it.
+
 Writes are idempotent: a file's ids (``message_id`` for JSON lines, the detection id for Raven)
 are read from it the first time it is touched and kept in a small LRU of open indexes, so
 replaying the same audio, or a Redis spool redelivery, never adds a second row.
@@ -14,17 +18,26 @@ replaying the same audio, or a Redis spool redelivery, never adds a second row.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import json
 import os
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
-from monitor.timebase import format_utc, parse_utc
+from monitor.detect.records import Detection, Message
+from monitor.detect.wire import encode, wire_moment, wire_score
+from monitor.health.logs import get_logger
+from monitor.timebase import format_utc
+
+log = get_logger(__name__)
+
+# Errors that go away when space is freed: the record waits for it.
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 RAVEN_COLUMNS = (
     "Selection",
@@ -55,6 +68,21 @@ class FileSettings:
     fsync: bool = True
     # How many files' id indexes stay in memory (a replay over many days rescans on return).
     index_files: int = 64
+    # A full disk: how often the held records are tried again, and how many are held.
+    retry_s: float = field(default=1.0, metadata={"gt": 0.0})
+    max_pending: int = field(default=10_000, metadata={"min": 1})
+
+
+class FilesBehind(Exception):
+    """The disk has been full for ``max_pending`` records: this one is refused."""
+
+
+@dataclass
+class FileStats:
+    written: int = 0  # records written (JSON lines and Raven rows)
+    duplicates: int = 0  # records not written because the file already had them
+    errors: int = 0  # writes that failed for want of space (retried)
+    refused: int = 0  # messages not accepted: ``max_pending`` records already wait
 
 
 @dataclass
@@ -65,12 +93,11 @@ class _FileIndex:
     rows: int = 0
 
 
-def event_time(message: dict[str, Any]) -> datetime:
-    if message.get("kind") == "detection":
-        return parse_utc(message["start_utc"])
-    if message.get("kind") == "feed_status":
-        return parse_utc(message["since_utc"])
-    raise ValueError(f"file output cannot place message kind {message.get('kind')!r}")
+def event_time(message: Message) -> datetime:
+    """The moment that names a message's files, as the message states it."""
+    if isinstance(message, Detection):
+        return wire_moment(message.summary.start_utc)
+    return wire_moment(message.since_utc)
 
 
 def day_start(moment: datetime) -> datetime:
@@ -81,9 +108,21 @@ class FileOutput:
     def __init__(self, settings: FileSettings, name: str = "files") -> None:
         self.name = name
         self.settings = settings
+        self.stats = FileStats()
         self._lock = threading.Lock()
         self._indexes: OrderedDict[Path, _FileIndex] = OrderedDict()
-        self.duplicates = 0  # records not written because the file already had them
+        self._pending: deque[Message] = deque()  # waiting for disk space, oldest first
+        self._flushing = asyncio.Lock()
+        self._retry: asyncio.Task[None] | None = None
+
+    @property
+    def duplicates(self) -> int:
+        return self.stats.duplicates
+
+    @property
+    def spool_depth(self) -> int:
+        """Messages held in memory until the disk takes them (reported like a spool)."""
+        return len(self._pending)
 
     def jsonl_path(self, moment: datetime) -> Path:
         return self.settings.directory / "jsonl" / f"{moment:%Y-%m-%d}.jsonl"
@@ -95,43 +134,90 @@ class FileOutput:
     async def start(self) -> None:
         await asyncio.to_thread(self.settings.directory.mkdir, parents=True, exist_ok=True)
 
-    async def publish(self, message: dict[str, Any]) -> None:
-        await asyncio.to_thread(self._write, message)
+    async def publish(self, message: Message) -> None:
+        if len(self._pending) >= self.settings.max_pending:
+            self.stats.refused += 1
+            raise FilesBehind(f"{len(self._pending)} messages already wait for disk space")
+        self._pending.append(message)
+        await self._flush()
 
     async def close(self) -> None:
-        return None
+        if self._retry is not None:
+            self._retry.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retry
+            self._retry = None
+        await self._flush()
+        if self._pending:
+            log.error(
+                "disk still full at close: messages not written",
+                output=self.name,
+                lost=len(self._pending),
+                first_message_id=self._pending[0].message_id,
+            )
 
-    def _write(self, message: dict[str, Any]) -> None:
+    async def _flush(self) -> None:
+        """Write what waits, in order; at the first full-disk error keep the rest for later."""
+        async with self._flushing:
+            while self._pending:
+                message = self._pending[0]
+                try:
+                    await asyncio.to_thread(self._write, message)
+                except OSError as error:
+                    if error.errno not in _NO_SPACE:
+                        self._pending.popleft()
+                        raise  # the fan-out logs and counts it
+                    self.stats.errors += 1
+                    if self._retry is None or self._retry.done():
+                        log.error(
+                            "disk full: holding messages until it has space",
+                            output=self.name,
+                            waiting=len(self._pending),
+                            message_id=message.message_id,
+                            error=str(error),
+                        )
+                        self._retry = asyncio.create_task(
+                            self._retry_later(), name=f"{self.name}-retry"
+                        )
+                    return
+                self._pending.popleft()
+
+    async def _retry_later(self) -> None:
+        while self._pending:
+            await asyncio.sleep(self.settings.retry_s)
+            await self._flush()
+        log.info("disk has space again: held messages written", output=self.name)
+
+    def _write(self, message: Message) -> None:
         moment = event_time(message)
         with self._lock:
             if self.settings.jsonl:
                 path = self.jsonl_path(moment)
                 index = self._index(path, _read_jsonl_ids)
-                ident = str(message["message_id"])
-                if ident in index.ids:
-                    self.duplicates += 1
+                if message.message_id in index.ids:
+                    self.stats.duplicates += 1
                 else:
-                    line = json.dumps(message, separators=(",", ":")) + "\n"
+                    line = json.dumps(encode(message), separators=(",", ":")) + "\n"
                     self._append(path, line, header=None)
-                    index.ids.add(ident)
+                    index.ids.add(message.message_id)
                     index.rows += 1
             if (
                 self.settings.raven
-                and message.get("kind") == "detection"
-                and message.get("status") == "closed"
+                and isinstance(message, Detection)
+                and message.status == "closed"
             ):
                 self._write_raven(message, moment)
 
-    def _write_raven(self, message: dict[str, Any], start: datetime) -> None:
-        feed = message["feed"]["node"]
-        path = self.raven_path(feed, start)
+    def _write_raven(self, detection: Detection, start: datetime) -> None:
+        summary = detection.summary
+        path = self.raven_path(summary.feed.node, start)
         index = self._index(path, _read_raven_ids)
-        if message["id"] in index.ids:
-            self.duplicates += 1
+        if summary.id in index.ids:
+            self.stats.duplicates += 1
             return
         selection = index.rows + 1
         origin = day_start(start)
-        end = parse_utc(message["end_utc"])
+        end = wire_moment(summary.end_utc)
 
         def seconds(moment: datetime) -> str:
             return f"{(moment - origin) / timedelta(seconds=1):.3f}"
@@ -144,16 +230,16 @@ class FileOutput:
             seconds(end),
             f"{self.settings.low_freq_hz:g}",
             f"{self.settings.high_freq_hz:g}",
-            message["label"],
-            f"{message['score']['max']:.4f}",
-            f"{message['score']['mean']:.4f}",
-            str(message["positive_window_count"]),
+            summary.label,
+            f"{wire_score(summary.score_max):.4f}",
+            f"{wire_score(summary.score_mean):.4f}",
+            str(summary.positive_window_count),
             format_utc(start),
             format_utc(end),
-            message["id"],
+            summary.id,
         ]
         self._append(path, "\t".join(row) + "\n", header="\t".join(RAVEN_COLUMNS) + "\n")
-        index.ids.add(message["id"])
+        index.ids.add(summary.id)
         index.rows = selection
 
     def _index(self, path: Path, read: Callable[[Path], _FileIndex]) -> _FileIndex:
@@ -177,11 +263,26 @@ class FileOutput:
                 prefix = header
             elif size > 0 and not _ends_with_newline(path, size):
                 prefix = "\n"  # end a torn line from a crash
-            os.write(fd, (prefix + text).encode())
-            if self.settings.fsync:
-                os.fsync(fd)
+            try:
+                _write_all(fd, (prefix + text).encode())
+                if self.settings.fsync:
+                    os.fsync(fd)
+            except OSError:
+                # Never leave part of a record: the file ends where it ended before.
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, size)
+                raise
+            self.stats.written += 1
         finally:
             os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """``os.write`` until all of ``data`` is written (a full disk writes only part of it, then
+    raises)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _ends_with_newline(path: Path, size: int) -> bool:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
+
+from monitor.detect.records import Message
 
 
 class Output(Protocol):
@@ -11,8 +13,9 @@ class Output(Protocol):
     async def start(self) -> None:
         """Open connections / bind sockets / resume delivery of anything spooled."""
 
-    async def publish(self, message: dict[str, Any]) -> None:
-        """Deliver one message (raise on failure: the fan-out counts and logs it)."""
+    async def publish(self, message: Message) -> None:
+        """Deliver one message, encoded with ``monitor.detect.wire.encode`` (raise on failure:
+        the fan-out counts and logs it)."""
 
     async def close(self) -> None:
         """Deliver what can be delivered, then release everything."""

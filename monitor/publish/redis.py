@@ -6,11 +6,21 @@ otherwise ``XADD <stream> MAXLEN ~ N`` (fields ``message_id``, ``kind``, ``messa
 dedupe key to the new stream entry id with a TTL, ``HSET`` the feed-status hash for
 ``feed_status`` messages, and ``PUBLISH`` on the channel. A retry after a lost reply is therefore
 harmless (exactly once), and the dedupe key doubles as the index that turns a websocket client's
-``since`` message id into a stream position.
+``since`` message id into a stream position. A Lua script is atomic but not transactional (a
+command that fails leaves the earlier ones done), so the script checks its arguments and does
+everything that can fail before ``XADD``: once the entry is added, ``SET`` cannot fail.
+
+An error reply from Redis (``ResponseError``, e.g. a key of the wrong type) is a permanent
+error of that message, not an outage: it is logged and counted (``rejected``) and the message is
+not retried. Out-of-memory, read-only replica and busy replies are outages like a lost
+connection.
 
 When Redis is down or too slow (``timeout_s``) messages go to the spool and are delivered from
 it, oldest first, once Redis answers again; while the spool is non-empty new messages queue
 behind it so the order never changes. The spool outlives restarts: ``start()`` resumes it.
+When the spool's disk is full, messages wait in memory behind it (at most
+``spool_max_messages``, in order) and go into the spool, or straight to Redis, as soon as one
+of them takes them; only those still waiting at ``close()`` are lost (logged).
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,24 +36,38 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import OutOfMemoryError, ReadOnlyError, RedisError, ResponseError
 
-from monitor.detect.wire import message_key
+from monitor.detect.records import Message
+from monitor.detect.wire import encode, message_key
 from monitor.health.logs import get_logger
-from monitor.publish.spool import Spool, SpoolFull, read_spool
+from monitor.publish.spool import Spool, SpoolFull, SpoolNoSpace, read_spool
 
 log = get_logger(__name__)
 
+# Everything that can fail runs before XADD, so a failure never leaves a stream entry behind
+# without its dedupe key (a retry would add it again).
 _DELIVER = """
+local ttl = tonumber(ARGV[4])
+if not ttl or ttl < 1 or ttl ~= math.floor(ttl) then
+    return redis.error_reply('ERR dedupe TTL must be a whole number of seconds >= 1')
+end
+local maxlen = tonumber(ARGV[3])
+if not maxlen or maxlen < 1 then
+    return redis.error_reply('ERR stream MAXLEN must be >= 1')
+end
 local seen = redis.call('GET', KEYS[2])
 if seen then return {0, seen} end
+if ARGV[6] == 'feed_status' then redis.call('HSET', KEYS[3], ARGV[7], ARGV[1]) end
 local entry = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*',
     'message_id', ARGV[2], 'kind', ARGV[6], 'message', ARGV[1])
-redis.call('SET', KEYS[2], entry, 'EX', ARGV[4])
-if ARGV[6] == 'feed_status' then redis.call('HSET', KEYS[3], ARGV[7], ARGV[1]) end
+redis.call('SET', KEYS[2], entry, 'EX', ttl)
 redis.call('PUBLISH', ARGV[5], ARGV[1])
 return {1, entry}
 """
+
+# Error replies that mean "Redis cannot take writes right now", not "this message is bad".
+_OUTAGE_REPLIES = ("BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN")
 
 
 @dataclass(frozen=True)
@@ -53,7 +78,7 @@ class RedisSettings:
     channel: str = "hydromon:detections"
     status_hash: str = "hydromon:feed_status"  # field = feed node, value = latest message
     dedupe_prefix: str = "hydromon:seen:"
-    dedupe_ttl_s: int = 7 * 86_400
+    dedupe_ttl_s: int = field(default=7 * 86_400, metadata={"min": 1})
     timeout_s: float = field(default=1.0, metadata={"gt": 0.0})  # per command; slower: down
     # spool delivery retry interval while Redis is down
     retry_s: float = field(default=1.0, metadata={"gt": 0.0})
@@ -63,6 +88,10 @@ class RedisSettings:
 
 class RedisUnavailable(Exception):
     pass
+
+
+class RedisRejected(Exception):
+    """Redis answered this message with an error: retrying it would fail the same way."""
 
 
 def connect(settings: RedisSettings) -> aioredis.Redis:
@@ -82,7 +111,8 @@ class RedisStats:
     duplicates: int = 0
     spooled: int = 0
     refused: int = 0  # spool full: the message was not accepted (logged)
-    errors: int = 0
+    errors: int = 0  # failed deliveries (outages and rejections)
+    rejected: int = 0  # Redis answered with an error: the message is given up (logged)
 
 
 class RedisOutput:
@@ -97,10 +127,14 @@ class RedisOutput:
         self._healthy = True
         self._drainer: asyncio.Task[None] | None = None
         self._drained = asyncio.Event()
+        # Messages the spool could not take (its disk is full), oldest first, behind the spool.
+        self._held: deque[dict[str, Any]] = deque()
+        self._spool_disk_full = False  # logged once per episode, not on every retry
 
     @property
     def spool_depth(self) -> int:
-        return 0 if self._spool is None else self._spool.depth
+        """Messages waiting for Redis: in the spool, and in memory when its disk is full."""
+        return len(self._held) + (0 if self._spool is None else self._spool.depth)
 
     async def start(self) -> None:
         settings = self.settings
@@ -114,29 +148,59 @@ class RedisOutput:
         else:
             self._drained.set()
 
-    async def publish(self, message: dict[str, Any]) -> None:
+    async def publish(self, record: Message) -> None:
         spool = self._require_spool()
+        message = encode(record)
         async with self._lock:
-            if spool.depth == 0 and self._healthy:
+            if spool.depth == 0 and not self._held and self._healthy:
                 try:
                     await self._deliver(message)
                     return
                 except RedisUnavailable as error:
                     self._healthy = False
                     log.warning("redis unavailable, spooling", error=str(error))
-            try:
-                await asyncio.to_thread(spool.append, message)
-            except SpoolFull as error:
-                self.stats.refused += 1
-                log.error(
-                    "redis spool full: message refused",
-                    message_id=message_key(message),
-                    error=str(error),
-                )
-                raise
-            self.stats.spooled += 1
+                except RedisRejected:
+                    return
+            await self._enqueue(spool, message)
             self._drained.clear()
         self._ensure_drainer()
+
+    async def _enqueue(self, spool: Spool, message: dict[str, Any]) -> None:
+        """Behind everything already waiting: into the spool, or into memory while the spool's
+        disk is full."""
+        if len(self._held) + spool.depth >= spool.max_messages:
+            self.stats.refused += 1
+            error = SpoolFull(f"spool {spool.path} holds {self.spool_depth} messages (its limit)")
+            log.error(
+                "redis spool full: message refused",
+                message_id=message_key(message),
+                error=str(error),
+            )
+            raise error
+        self._held.append(message)
+        await self._unhold(spool)
+
+    async def _unhold(self, spool: Spool) -> None:
+        """Move the messages held in memory into the spool while its disk takes them."""
+        moved = False
+        while self._held:
+            try:
+                await asyncio.to_thread(spool.append, self._held[0])
+            except SpoolNoSpace as error:
+                if not self._spool_disk_full:
+                    log.error(
+                        "redis spool disk full: messages wait in memory",
+                        waiting=len(self._held),
+                        error=str(error),
+                    )
+                    self._spool_disk_full = True
+                return
+            self._held.popleft()
+            self.stats.spooled += 1
+            moved = True
+        if moved and self._spool_disk_full:
+            log.info("redis spool disk has room again: held messages spooled")
+            self._spool_disk_full = False
 
     async def wait_drained(self) -> None:
         await self._drained.wait()
@@ -149,6 +213,12 @@ class RedisOutput:
             self._drainer = None
         if self._spool is not None and self._spool.depth:
             log.warning("redis spool kept for next start", depth=self._spool.depth)
+        if self._held:
+            log.error(
+                "redis spool disk full at close: messages not kept",
+                lost=len(self._held),
+                first_message_id=message_key(self._held[0]),
+            )
         with contextlib.suppress(RedisError, OSError):
             await self._client.aclose()
         if self._spool is not None:
@@ -168,21 +238,40 @@ class RedisOutput:
         spool = self._require_spool()
         while True:
             async with self._lock:
+                await self._unhold(spool)
                 head = await asyncio.to_thread(spool.peek)
-                if head is None:
+                if head is None and not self._held:
                     self._healthy = True
                     self._drained.set()
                     return
-                seq, message = head
+                # The spool is the older part; what memory holds comes after it.
+                seq, message = head if head is not None else (None, self._held[0])
                 try:
                     await self._deliver(message)
                 except RedisUnavailable:
-                    delivered = False
+                    done = False
+                except RedisRejected:
+                    done = True  # given up (logged, counted): never retried
                 else:
-                    delivered = True
-                    await asyncio.to_thread(spool.remove, seq)
-            if not delivered:
+                    done = True
+                if done:
+                    done = await self._forget(spool, seq)
+            if not done:
                 await asyncio.sleep(self.settings.retry_s)
+
+    async def _forget(self, spool: Spool, seq: int | None) -> bool:
+        """Drop a delivered message from the spool (``seq``) or memory; False if the spool's
+        disk is too full even for that (it is delivered again later: the dedupe key makes
+        that harmless)."""
+        if seq is None:
+            self._held.popleft()
+            return True
+        try:
+            await asyncio.to_thread(spool.remove, seq)
+        except SpoolNoSpace as error:
+            log.error("redis spool disk full: cannot remove a delivered message", error=str(error))
+            return False
+        return True
 
     async def _deliver(self, message: dict[str, Any]) -> None:
         settings = self.settings
@@ -203,6 +292,13 @@ class RedisOutput:
                         feed.get("node", ""),
                     ],
                 )
+        except ResponseError as error:
+            self.stats.errors += 1
+            if _is_outage(error):
+                raise RedisUnavailable(f"{type(error).__name__}: {error}") from error
+            self.stats.rejected += 1
+            log.error("redis rejected the message: not retried", message_id=ident, error=str(error))
+            raise RedisRejected(str(error)) from error
         except (RedisError, OSError, TimeoutError) as error:
             self.stats.errors += 1
             raise RedisUnavailable(f"{type(error).__name__}: {error}") from error
@@ -210,6 +306,12 @@ class RedisOutput:
             self.stats.delivered += 1
         else:
             self.stats.duplicates += 1
+
+
+def _is_outage(error: ResponseError) -> bool:
+    if isinstance(error, OutOfMemoryError | ReadOnlyError):
+        return True
+    return str(error).startswith(_OUTAGE_REPLIES)
 
 
 def _entry_order(entry: str) -> tuple[int, int]:

@@ -19,6 +19,14 @@ class SpoolFull(Exception):
     pass
 
 
+class SpoolNoSpace(Exception):
+    """The spool's disk (or its database) is full: nothing was written; try again later."""
+
+
+def _no_space(error: sqlite3.Error) -> bool:
+    return getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+
+
 class Spool:
     def __init__(self, path: Path, max_messages: int) -> None:
         if max_messages < 1:
@@ -49,7 +57,12 @@ class Spool:
         with self._lock:
             if self._depth >= self.max_messages:
                 raise SpoolFull(f"spool {self.path} holds {self._depth} messages (its limit)")
-            self._db.execute("INSERT INTO spool (message) VALUES (?)", (text,))
+            try:
+                self._db.execute("INSERT INTO spool (message) VALUES (?)", (text,))
+            except sqlite3.OperationalError as error:
+                if _no_space(error):
+                    raise SpoolNoSpace(f"spool {self.path}: {error}") from error
+                raise
             self._depth += 1
 
     def peek(self) -> tuple[int, dict[str, Any]] | None:
@@ -59,7 +72,12 @@ class Spool:
 
     def remove(self, seq: int) -> None:
         with self._lock:
-            removed = self._db.execute("DELETE FROM spool WHERE seq = ?", (seq,)).rowcount
+            try:
+                removed = self._db.execute("DELETE FROM spool WHERE seq = ?", (seq,)).rowcount
+            except sqlite3.OperationalError as error:
+                if _no_space(error):
+                    raise SpoolNoSpace(f"spool {self.path}: {error}") from error
+                raise
             self._depth -= removed
 
     def close(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +43,8 @@ class Subscription:
         min_score = data.get("min_score", 0.0)
         if isinstance(min_score, bool) or not isinstance(min_score, int | float):
             raise ValueError("'min_score' must be a number")
+        if not math.isfinite(min_score):
+            raise ValueError(f"'min_score' must be a finite number, not {min_score}")
         since = data.get("since")
         if since is not None and not isinstance(since, str):
             raise ValueError("'since' must be a message id string")

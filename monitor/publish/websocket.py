@@ -25,6 +25,8 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from monitor.detect.records import Message
+from monitor.detect.wire import encode
 from monitor.health.logs import get_logger
 from monitor.publish.redis import RedisHistory
 from monitor.publish.subscription import Subscription
@@ -44,10 +46,10 @@ class WebsocketSettings:
     client_queue: int = field(default=256, metadata={"min": 1})
     history_size: int = field(default=1000, metadata={"min": 0})
     resume_limit: int = field(default=10_000, metadata={"min": 0})  # most replayed per "since"
-    heartbeat_s: float = 15.0
-    ping_interval_s: float = 20.0
-    ping_timeout_s: float = 20.0
-    close_timeout_s: float = 2.0
+    heartbeat_s: float = field(default=15.0, metadata={"gt": 0.0})
+    ping_interval_s: float = field(default=20.0, metadata={"gt": 0.0})
+    ping_timeout_s: float = field(default=20.0, metadata={"gt": 0.0})
+    close_timeout_s: float = field(default=2.0, metadata={"min": 0.0})
     # Cap on each connection's kernel send buffer. Without it Linux grows the buffer to
     # megabytes and a stalled client hides there instead of showing up in its queue.
     send_buffer_bytes: int | None = 256 * 1024
@@ -83,6 +85,7 @@ class WebsocketOutput:
         self._server: Server | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._closing: set[asyncio.Task[None]] = set()
+        # Clients dropped for falling behind (a running total for the metrics).
         self.slow_disconnects = 0
 
     @property
@@ -110,8 +113,9 @@ class WebsocketOutput:
         self._heartbeat = asyncio.create_task(self._beat(), name=f"{self.name}-heartbeat")
         log.info("websocket server listening", host=settings.host, port=self.port)
 
-    async def publish(self, message: dict[str, Any]) -> None:
-        ident = str(message["message_id"])
+    async def publish(self, record: Message) -> None:
+        ident = record.message_id
+        message = encode(record)
         text = _dumps(message)
         self._history.append((ident, message, text))
         for client in list(self._clients):
@@ -191,6 +195,9 @@ class WebsocketOutput:
                     subscription = Subscription.parse(json.loads(raw))
                 except ValueError as error:  # JSONDecodeError is a ValueError
                     await ws.close(BAD_REQUEST, f"bad subscribe: {error}"[:120])
+                    return
+                except RecursionError:
+                    await ws.close(BAD_REQUEST, "bad subscribe: JSON nested too deeply")
                     return
                 await self._subscribe(client, subscription)
         except ConnectionClosed:

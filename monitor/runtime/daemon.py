@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from prometheus_client import Counter
 
 from monitor.audio.windows import WindowSettings
-from monitor.detect.wire import feed_status_message
+from monitor.detect.records import FeedState, FeedStatus
 from monitor.health.board import HealthBoard
 from monitor.health.http import HealthServer
 from monitor.health.logs import get_logger
@@ -52,7 +52,7 @@ from monitor.runtime.resume import FeedStateFile, ResumePoint, StateError
 from monitor.runtime.settings import DaemonSettings
 from monitor.runtime.state_lock import StateDirBusy, StateDirLock
 from monitor.runtime.supervisor import SupervisorSettings, TaskHealth, supervise
-from monitor.timebase import parse_utc, utc_now
+from monitor.timebase import utc_now
 
 if TYPE_CHECKING:  # the engine imports torch; the daemon loads it only when it runs
     from monitor.inference.engine import InferenceEngine
@@ -366,22 +366,14 @@ class Daemon:
             if isinstance(output, WebsocketOutput):
                 metrics.set_websocket_clients(output.client_count)
 
-    async def _publish_status(self, change: dict[str, Any]) -> None:
-        """A health change (the board's own format) as a schema'd ``feed_status`` message."""
-        change = self.board.changed(change) or change
-        state = str(change.get("state", ""))
-        if state in ("", "unknown"):
+    async def _publish_status(self, change: FeedStatus) -> None:
+        """A health change, published with the feed's configured name and place."""
+        self.board.changed(change)
+        if change.state is FeedState.UNKNOWN:
             return
-        node = str(change["feed"])
-        message = feed_status_message(
-            wiring.feed_info(self.config, node),
-            state.capitalize(),
-            parse_utc(str(change["since"])) if "since" in change else utc_now(),
-            emitted_utc=utc_now(),
-            details=dict(change.get("details") or {}),
-        )
-        log.info("feed state", feed=node, state=message["state"])
-        await self.fanout.publish(message)
+        status = dataclasses.replace(change, feed=wiring.feed_info(self.config, change.feed.node))
+        log.info("feed state", feed=status.feed.node, state=str(status.state))
+        await self.fanout.publish(status)
 
 
 async def serve_until_signalled(daemon: Daemon) -> int:

@@ -30,7 +30,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -38,6 +38,8 @@ from monitor.audio.chunks import AudioChunk, Window
 from monitor.audio.decode import Decoded, DecoderSettings, decode_stream
 from monitor.audio.windows import WindowSettings
 from monitor.detect.builder import EventBuilder
+from monitor.detect.records import Detection, FeedStatus, Message
+from monitor.detect.wire import wire_score
 from monitor.health.analysis import AnalysisSettings, analyze_audio
 from monitor.health.feed_state import FeedHealth
 from monitor.health.logs import get_logger
@@ -52,7 +54,7 @@ from monitor.timebase import after_samples, format_utc, utc_now
 log = get_logger(__name__)
 
 SegmentSource = Callable[[ResumePoint | None], AsyncIterator[Segment | SegmentGap]]
-Publish = Callable[[dict[str, Any]], Awaitable[None]]
+Publish = Callable[[Message], Awaitable[None]]
 
 
 class Scorer(Protocol):
@@ -406,29 +408,27 @@ class FeedPipeline:
             if self.watch.progress is not None:
                 self.watch.progress(self.feed, until)
 
-    async def _note(self, change: dict[str, Any] | None) -> None:
+    async def _note(self, change: FeedStatus | None) -> None:
         if change is not None and self.watch.status is not None:
             await self.watch.status(change)
 
-    async def _emit(self, message: dict[str, Any]) -> None:
+    async def _emit(self, detection: Detection) -> None:
         self.progress.messages += 1
-        if message.get("kind") == "detection":
-            log.info(
-                "detection",
-                feed=self.feed,
-                id=message["id"],
-                status=message["status"],
-                label=message["label"],
-                start=message["start_utc"],
-                end=message["end_utc"],
-                score_max=message["score"]["max"],
-                close_reason=message.get("close_reason"),
-            )
-            if self.watch.metrics is not None:
-                self.watch.metrics.detection(
-                    self.feed, str(message["label"]), str(message["status"])
-                )
-        await self.publish(message)
+        summary = detection.summary
+        log.info(
+            "detection",
+            feed=self.feed,
+            id=summary.id,
+            status=detection.status,
+            label=summary.label,
+            start=format_utc(summary.start_utc),
+            end=format_utc(summary.end_utc),
+            score_max=wire_score(summary.score_max),
+            close_reason=detection.close_reason,
+        )
+        if self.watch.metrics is not None:
+            self.watch.metrics.detection(self.feed, summary.label, detection.status)
+        await self.publish(detection)
 
 
 async def _next_unless_stopped(

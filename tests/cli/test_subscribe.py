@@ -16,11 +16,10 @@ import redis.asyncio as aioredis
 from monitor.cli.main import build_parser
 from monitor.cli.subscribe import local_filter, subscribe_request
 from monitor.detect.records import FeedInfo
-from monitor.detect.wire import feed_status_message
 from monitor.publish.redis import RedisOutput
 from monitor.publish.subscription import Subscription
 from monitor.publish.websocket import WebsocketOutput, WebsocketSettings
-from tests.support.detections import T0, detection_series
+from tests.support.detections import T0, detection_series, feed_status, wire
 from tests.support.outputs import settings_for
 from tests.support.services import free_port
 
@@ -69,6 +68,18 @@ async def stop(process: asyncio.subprocess.Process, sig: int) -> tuple[int, str]
     return code, (await process.stderr.read()).decode()
 
 
+async def exit_and_stderr(process: asyncio.subprocess.Process) -> tuple[int, str]:
+    """Wait for a subscribe that should end by itself (killed if it does not)."""
+    try:
+        code = await asyncio.wait_for(process.wait(), STARTUP_S)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.stderr is not None
+    return code, (await process.stderr.read()).decode()
+
+
 async def test_prints_closed_detections_reconnects_resumes_and_exits_on_sigint() -> None:
     messages = detection_series(8)
     port = free_port()
@@ -82,7 +93,7 @@ async def test_prints_closed_detections_reconnects_resumes_and_exits_on_sigint()
         for message in messages[:4]:
             await server.publish(message)
         first = await read_lines(process, 2)
-        for line, message in zip(first, [messages[1], messages[3]], strict=True):
+        for line, message in zip(first, wire([messages[1], messages[3]]), strict=True):
             assert line.startswith(f"{message['start_utc']}  closed  rpi_orcasound_lab  humpback")
             assert line.endswith(message["id"])
             assert f"max {message['score']['max']:.2f}" in line
@@ -95,7 +106,7 @@ async def test_prints_closed_detections_reconnects_resumes_and_exits_on_sigint()
         for message in messages:
             await server.publish(message)  # the new server's history holds all eight
         second = await read_lines(process, 2)
-        assert [line.split()[-1] for line in second] == [messages[5]["id"], messages[7]["id"]]
+        assert [line.split()[-1] for line in second] == [messages[5].id, messages[7].id]
 
         code, stderr = await stop(process, signal.SIGINT)
         assert code == 0, stderr
@@ -131,7 +142,7 @@ async def test_reads_the_redis_stream_as_json_lines_and_exits_on_sigterm(
         for message in messages[2:]:
             await output.publish(message)
         lines += await read_lines(process, 4)
-        assert [json.loads(line) for line in lines] == messages
+        assert [json.loads(line) for line in lines] == wire(messages)
         code, stderr = await stop(process, signal.SIGTERM)
         assert code == 0, stderr
     finally:
@@ -152,14 +163,7 @@ async def test_redis_mistakes_are_clear_errors_not_endless_retries(redis_server)
             (bad_id, "is not a Redis stream entry id"),
             (wrong_type, "WRONGTYPE"),
         ):
-            try:
-                code = await asyncio.wait_for(process.wait(), STARTUP_S)
-            finally:
-                if process.returncode is None:
-                    process.kill()
-                    await process.wait()
-            assert process.stderr is not None
-            stderr = (await process.stderr.read()).decode()
+            code, stderr = await exit_and_stderr(process)
             assert code == 2 and expected in stderr, stderr
             assert "Traceback" not in stderr
     finally:
@@ -167,10 +171,25 @@ async def test_redis_mistakes_are_clear_errors_not_endless_retries(redis_server)
         await admin.aclose()
 
 
+async def test_a_url_that_cannot_work_is_a_one_line_error() -> None:
+    """Exit 2 at once, instead of retrying a URL that can never connect."""
+    cases = [
+        (("--url", f"http://127.0.0.1:{free_port()}"), "is not a websocket URL"),
+        (("--url", "not a url"), "is not a websocket URL"),
+        (("--redis", "http://127.0.0.1:6379"), "is not a Redis URL"),
+        (("--min-score", "nan"), "--min-score must be a finite number"),
+    ]
+    processes = [(await spawn(*args), expected) for args, expected in cases]
+    for process, expected in processes:
+        code, stderr = await exit_and_stderr(process)
+        assert code == 2 and expected in stderr, stderr
+        assert len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr
+
+
 def test_redis_reader_filters_like_the_websocket_server() -> None:
-    lab = detection_series(4)
-    bush = detection_series(2, feed="rpi_bush_point")
-    status = feed_status_message(FeedInfo("rpi_orcasound_lab", "Lab"), "Up", T0, emitted_utc=T0)
+    lab = wire(detection_series(4))
+    bush = wire(detection_series(2, feed="rpi_bush_point"))
+    (status,) = wire([feed_status("up", T0, feed=FeedInfo("rpi_orcasound_lab", "Lab"))])
     messages = [*lab, *bush, status]
     parser = build_parser()
     cases = {

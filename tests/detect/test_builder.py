@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -14,12 +15,18 @@ from tests.support.detections import (
     make_builder,
     run_scores,
     window,
+    wire,
 )
+
+
+def scored(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+    """The builder's detections for these scores, as the outputs write them."""
+    return wire(run_scores(*args, **kwargs))
 
 
 def test_single_positive_window_below_min_count_emits_nothing() -> None:
     builder = make_builder(min_positive_windows=2)
-    assert run_scores(builder, [0.1, 0.9, 0.1, 0.1, 0.1, 0.1], flush=True) == []
+    assert scored(builder, [0.1, 0.9, 0.1, 0.1, 0.1, 0.1], flush=True) == []
     assert builder.discarded == 1
 
 
@@ -31,9 +38,9 @@ def test_min_positive_windows_follows_the_real_hop() -> None:
     assert settings.min_windows(2.0 / 3.0) == 3  # no float creep to 4
     # With a 0.5 s hop, three positive windows (1.5 s) are not enough; four are.
     builder = make_builder(min_positive_windows=None, min_positive_s=2.0)
-    assert run_scores(builder, [0.9] * 3 + [0.0] * 8, hop_s=0.5) == []
+    assert scored(builder, [0.9] * 3 + [0.0] * 8, hop_s=0.5) == []
     builder = make_builder(min_positive_windows=None, min_positive_s=2.0)
-    messages = run_scores(builder, [0.9] * 4 + [0.0] * 8, hop_s=0.5)
+    messages = scored(builder, [0.9] * 4 + [0.0] * 8, hop_s=0.5)
     assert [m["status"] for m in messages] == ["opened", "closed"]
     assert messages[0]["min_positive_windows"] == 4
 
@@ -42,7 +49,7 @@ def test_detection_opens_when_credible_and_closes_after_quiet_time() -> None:
     builder = make_builder(quiet_s=3.0, min_positive_windows=2)
     # windows start at T0 + i s, each 2 s long
     scores = [0.1, 0.7, 0.2, 0.9, 0.8, 0.1, 0.1, 0.1, 0.1]
-    messages = run_scores(builder, scores)
+    messages = scored(builder, scores)
     assert [m["status"] for m in messages] == ["opened", "closed"]
     opened, closed = messages
     assert opened["id"] == closed["id"]
@@ -84,7 +91,7 @@ def test_detection_opens_when_credible_and_closes_after_quiet_time() -> None:
 
 def test_provenance_spans_segments() -> None:
     builder = make_builder()
-    messages = run_scores(builder, [0.0] * 8 + [0.9, 0.9, 0.9] + [0.0] * 4)
+    messages = scored(builder, [0.0] * 8 + [0.9, 0.9, 0.9] + [0.0] * 4)
     segments = messages[-1]["provenance"]["segments"]
     assert [(s["number"], s["offset_s"], s["duration_s"]) for s in segments] == [
         (0, 8.0, 2.0),
@@ -93,17 +100,17 @@ def test_provenance_spans_segments() -> None:
 
 
 def test_same_audio_same_model_gives_the_same_id() -> None:
-    first = run_scores(make_builder(), [0.9, 0.9, 0.0, 0.0, 0.0])
-    second = run_scores(make_builder(), [0.9, 0.9, 0.0, 0.0, 0.0])
+    first = scored(make_builder(), [0.9, 0.9, 0.0, 0.0, 0.0])
+    second = scored(make_builder(), [0.9, 0.9, 0.0, 0.0, 0.0])
     assert [m["message_id"] for m in first] == [m["message_id"] for m in second]
-    other_feed = run_scores(make_builder(), [0.9, 0.9, 0.0, 0.0, 0.0], feed="rpi_bush_point")
+    other_feed = scored(make_builder(), [0.9, 0.9, 0.0, 0.0, 0.0], feed="rpi_bush_point")
     assert other_feed[0]["id"] != first[0]["id"]
 
 
 def test_short_gap_is_bridged_and_reported() -> None:
     builder = make_builder(quiet_s=3.0)
     # windows 3 and 4 never come (2 s of audio missing), then the call goes on
-    messages = run_scores(builder, [0.9, 0.9, 0.9, None, None, 0.9, 0.0, 0.0, 0.0])
+    messages = scored(builder, [0.9, 0.9, 0.9, None, None, 0.9, 0.0, 0.0, 0.0])
     assert [m["status"] for m in messages] == ["opened", "closed"]
     closed = messages[-1]
     assert closed["contains_gap"] is True and closed["gap_s"] == 2.0
@@ -115,18 +122,18 @@ def test_short_gap_is_bridged_and_reported() -> None:
 
 def test_window_containing_a_gap_marks_the_detection() -> None:
     builder = make_builder()
-    messages = run_scores(builder, [0.9, 0.9, 0.0, 0.0, 0.0], gap_windows=[1])
+    messages = scored(builder, [0.9, 0.9, 0.0, 0.0, 0.0], gap_windows=[1])
     assert messages[-1]["contains_gap"] is True and messages[-1]["gap_s"] == 0.0
     # a gap in a trailing negative window does not count: it lies after the detection
     builder = make_builder()
-    messages = run_scores(builder, [0.9, 0.9, 0.0, 0.0, 0.0], gap_windows=[2])
+    messages = scored(builder, [0.9, 0.9, 0.0, 0.0, 0.0], gap_windows=[2])
     assert messages[-1]["contains_gap"] is False
 
 
 def test_gap_longer_than_quiet_time_closes_and_a_new_detection_starts() -> None:
     builder = make_builder(quiet_s=3.0)
     scores: list[float | None] = [0.9, 0.9] + [None] * 5 + [0.9, 0.9, 0.0, 0.0, 0.0]
-    messages = run_scores(builder, scores)
+    messages = scored(builder, scores)
     assert [m["status"] for m in messages] == ["opened", "closed", "opened", "closed"]
     assert messages[1]["close_reason"] == "gap"
     assert messages[1]["contains_gap"] is False  # the gap is outside it
@@ -136,17 +143,17 @@ def test_gap_longer_than_quiet_time_closes_and_a_new_detection_starts() -> None:
 
 def test_advance_to_closes_a_detection_when_the_feed_stops() -> None:
     builder = make_builder(quiet_s=3.0)
-    messages = run_scores(builder, [0.9, 0.9])
+    messages = scored(builder, [0.9, 0.9])
     assert [m["status"] for m in messages] == ["opened"]
     assert builder.advance_to("rpi_orcasound_lab", T0 + timedelta(seconds=3)) == []
     later = builder.advance_to("rpi_orcasound_lab", T0 + timedelta(seconds=5))
-    assert [(m["status"], m["close_reason"]) for m in later] == [("closed", "gap")]
+    assert [(m.status, m.close_reason) for m in later] == [("closed", "gap")]
     assert builder.flush() == []
 
 
 def test_max_duration_splits_a_long_detection() -> None:
     builder = make_builder(max_duration_s=6.0, min_positive_windows=2)
-    messages = run_scores(builder, [0.9] * 10 + [0.0] * 4)
+    messages = scored(builder, [0.9] * 10 + [0.0] * 4)
     statuses = [(m["status"], m["close_reason"]) for m in messages]
     assert statuses == [
         ("opened", None),
@@ -163,7 +170,7 @@ def test_max_duration_splits_a_long_detection() -> None:
 
 def test_still_open_at_shutdown_is_closed_by_flush() -> None:
     builder = make_builder()
-    messages = run_scores(builder, [0.9, 0.9, 0.9], flush=True)
+    messages = scored(builder, [0.9, 0.9, 0.9], flush=True)
     assert [(m["status"], m["close_reason"]) for m in messages] == [
         ("opened", None),
         ("closed", "shutdown"),
@@ -176,15 +183,15 @@ def test_per_feed_threshold_override_and_unconfigured_labels() -> None:
     builder = make_builder(
         thresholds={"humpback": 0.5}, feed_thresholds={"rpi_bush_point": {"humpback": 0.95}}
     )
-    assert run_scores(builder, [0.9, 0.9, 0.0, 0.0, 0.0], feed="rpi_bush_point") == []
-    lab = run_scores(builder, [0.9, 0.9, 0.0, 0.0, 0.0])
+    assert scored(builder, [0.9, 0.9, 0.0, 0.0, 0.0], feed="rpi_bush_point") == []
+    lab = scored(builder, [0.9, 0.9, 0.0, 0.0, 0.0])
     assert lab[0]["threshold"] == 0.5
-    assert run_scores(make_builder(), [0.9, 0.9, 0.0, 0.0, 0.0], label="Speech") == []
+    assert scored(make_builder(), [0.9, 0.9, 0.0, 0.0, 0.0], label="Speech") == []
 
 
 def test_unknown_feed_and_unmapped_label_still_make_valid_messages() -> None:
     builder = make_builder(thresholds={"orca": 0.5})
-    messages = run_scores(builder, [0.9, 0.9, 0.0, 0.0, 0.0], feed="rpi_new_node", label="orca")
+    messages = scored(builder, [0.9, 0.9, 0.0, 0.0, 0.0], feed="rpi_new_node", label="orca")
     assert messages[0]["feed"] == {
         "node": "rpi_new_node",
         "display_name": "rpi_new_node",
@@ -200,7 +207,7 @@ def test_two_labels_are_independent() -> None:
     for i, (a, b) in enumerate([(0.9, 0.1), (0.9, 0.9), (0.1, 0.9), (0.1, 0.1), (0.1, 0.1)]):
         out += builder.observe(window(i), {"humpback": a, "Whale vocalization": b})
     out += builder.flush()
-    labels = sorted((m["label"], m["status"]) for m in out)
+    labels = sorted((m.summary.label, m.status) for m in out)
     assert labels == [
         ("Whale vocalization", "closed"),
         ("Whale vocalization", "opened"),

@@ -1,4 +1,4 @@
-"""The per-feed state machine and its feed_status messages."""
+"""The per-feed state machine and its ``FeedStatus`` records."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
+from monitor.detect.records import FeedInfo, FeedStatus
+from monitor.detect.wire import encode
 from monitor.health.analysis import AudioVerdict, ChannelAnalysis, SegmentAnalysis, analyze_audio
 from monitor.health.board import HealthBoard
 from monitor.health.feed_state import FeedHealth, FeedState, HealthSettings
@@ -34,9 +36,9 @@ def test_walk_through_every_state() -> None:
     health = FeedHealth("rpi_bush_point", HealthSettings(offline_after_s=120, lagged_after_s=60))
     seen = []
 
-    def step(message: dict[str, object] | None) -> None:
-        assert message is not None
-        seen.append((message["previous"], message["state"]))
+    def step(change: FeedStatus | None) -> None:
+        assert change is not None
+        seen.append((change.previous, change.state))
 
     step(health.note_latest_missing(at(0)))
     step(health.note_playlist(at(5), at(10)))  # latest.txt appeared, playlist fresh
@@ -65,20 +67,31 @@ def test_lagged_message_and_details() -> None:
     health = FeedHealth("rpi_bush_point", HealthSettings(lagged_after_s=60))
     health.note_playlist(at(0), at(0))
     health.note_audio(verdict(AudioVerdict.UP), at(0), at(10))
-    message = health.note_processed(at(0), at(75))
-    assert message == {
-        "schema_version": 1,
-        "kind": "feed_status",
-        "feed": "rpi_bush_point",
-        "state": "lagged",
-        "previous": "up",
-        "since": "2024-06-07T12:01:15.000Z",
-        "details": {
-            "hint": "processing is behind real time: too little CPU, slow S3, or a large backlog",
-            "reason": "behind real time",
-            "lag_s": 75.0,
-        },
+    change = health.note_processed(at(0), at(75))
+    assert change is not None
+    assert (change.feed, change.previous, change.state) == (
+        FeedInfo.unknown("rpi_bush_point"),
+        FeedState.UP,
+        FeedState.LAGGED,
+    )
+    assert change.since_utc == at(75)
+    assert change.details == {
+        "hint": "processing is behind real time: too little CPU, slow S3, or a large backlog",
+        "reason": "behind real time",
+        "lag_s": 75.0,
     }
+    # One vocabulary: the wire spells the same state as its schema wants.
+    message = encode(change)
+    assert message["state"] == "Lagged" and message["since_utc"] == "2024-06-07T12:01:15.000Z"
+
+
+def test_unknown_is_never_published() -> None:
+    health = FeedHealth("f")
+    health.note_latest_missing(at(0))
+    back = health.note_playlist(at(0), at(1))  # latest.txt is back, nothing else known yet
+    assert back is not None and back.state is FeedState.UNKNOWN
+    with pytest.raises(ValueError, match="not published"):
+        encode(back)
 
 
 def test_worst_condition_wins() -> None:
@@ -99,10 +112,10 @@ def test_offline_needs_more_than_the_limit() -> None:
     health.note_audio(verdict(AudioVerdict.UP), at(0), at(0))
     assert health.evaluate(at(120)) is None
     message = health.evaluate(at(121))
-    assert message is not None and message["state"] == "offline"
-    assert message["details"]["playlist_age_s"] == 121.0
+    assert message is not None and message.state is FeedState.OFFLINE
+    assert message.details["playlist_age_s"] == 121.0
     back = health.note_playlist(at(125), at(126))
-    assert back is not None and (back["previous"], back["state"]) == ("offline", "up")
+    assert back is not None and (back.previous, back.state) == ("offline", "up")
 
 
 def test_real_audio_drives_the_state() -> None:
@@ -111,8 +124,9 @@ def test_real_audio_drives_the_state() -> None:
     health = FeedHealth("f")
     health.note_playlist(at(0), at(0))
     message = health.note_audio(analyze_audio(hum, RATE, health.audio), at(0), at(1))
-    assert message is not None and message["state"] == "unintelligible"
-    assert message["details"]["channels"][0]["verdict"] == "unintelligible"
+    assert message is not None and message.state == "unintelligible"
+    channels = message.details["channels"]
+    assert isinstance(channels, list) and channels[0]["verdict"] == "unintelligible"
 
 
 def test_naive_times_are_refused() -> None:
@@ -153,7 +167,7 @@ def test_board_tick_updates_states_and_metrics() -> None:
     board.feed("b").note_playlist(at(100), at(100))
     board.feed("a").note_processed(at(90), at(100))
     messages = board.tick(at(130))
-    assert [(m["feed"], m["state"]) for m in messages] == [("a", "offline")]
+    assert [(m.feed.node, m.state) for m in messages] == [("a", "offline")]
     text = metrics.exposition().decode()
     assert 'hydromon_feed_state{feed="a",hydromon_feed_state="offline"} 1.0' in text
     assert 'hydromon_feed_state{feed="b",hydromon_feed_state="up"} 1.0' in text

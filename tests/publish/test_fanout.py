@@ -11,7 +11,7 @@ from monitor.publish.fanout import Fanout, FanoutSettings
 from monitor.publish.files import FileOutput, FileSettings
 from monitor.publish.redis import RedisOutput
 from monitor.publish.websocket import WebsocketOutput, WebsocketSettings
-from tests.support.detections import T0, detection_series
+from tests.support.detections import T0, detection_series, wire
 from tests.support.outputs import receive, settings_for, subscribe
 
 
@@ -29,12 +29,12 @@ async def test_a_failing_output_never_blocks_or_breaks_the_others(tmp_path: Path
         await subscribe(ws)
         for message in messages:
             await fanout.publish(message)  # never raises
-        assert await receive(ws, 6) == messages
+        assert await receive(ws, 6) == wire(messages)
     await fanout.close()
     assert fanout.stats["broken-files"].failed == 6
     assert fanout.stats["files"].published == 6 and fanout.stats["websocket"].published == 6
     lines = good.jsonl_path(T0).read_text().splitlines()
-    assert [json.loads(line) for line in lines] == messages
+    assert [json.loads(line) for line in lines] == wire(messages)
 
 
 async def test_a_stalled_output_drops_only_its_own_messages_and_counts_them(

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import socket
 from collections.abc import AsyncIterator
@@ -13,11 +14,10 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from monitor.detect.ids import random_id
-from monitor.detect.records import FeedInfo
-from monitor.detect.wire import feed_status_message
+from monitor.detect.records import Detection, FeedInfo, Message
 from monitor.publish.redis import RedisHistory, RedisOutput
 from monitor.publish.websocket import WebsocketOutput, WebsocketSettings
-from tests.support.detections import T0, checked, detection_series
+from tests.support.detections import T0, checked, detection_series, feed_status, wire
 from tests.support.outputs import receive, settings_for, subscribe
 from tests.support.services import RedisServer
 
@@ -47,12 +47,10 @@ async def nothing_more(ws: ClientConnection, wait: float = 0.1) -> None:
                 raise AssertionError(f"unexpected extra message {frame}")
 
 
-def mixed_messages() -> list[dict[str, Any]]:
+def mixed_messages() -> list[Message]:
     lab = detection_series(4, feed="rpi_orcasound_lab")  # scores 0.6 then 0.9
     bush = detection_series(4, feed="rpi_bush_point")
-    status = feed_status_message(
-        FeedInfo("rpi_bush_point", "Bush Point"), "Silent", T0, emitted_utc=T0
-    )
+    status = feed_status("silent", T0, feed=FeedInfo("rpi_bush_point", "Bush Point"))
     return checked([lab[0], bush[0], lab[1], bush[1], status, lab[2], bush[2], lab[3], bush[3]])
 
 
@@ -79,14 +77,15 @@ async def test_filters_pick_feeds_labels_scores_statuses_and_kinds() -> None:
                 return [m["message_id"] for m in selected]
 
             # statuses/labels/min_score filter detections; feed_status passes unless kinds says no
+            sent = wire(messages)
             expected_bush = [
                 m
-                for m in messages
+                for m in sent
                 if m["feed"]["node"] == "rpi_bush_point" and m.get("status", "closed") == "closed"
             ]
-            expected_high = [m for m in messages if m.get("score", {}).get("max", 0) >= 0.8]
+            expected_high = [m for m in sent if m.get("score", {}).get("max", 0) >= 0.8]
             assert len(expected_bush) == 3 and len(expected_high) == 4
-            assert await receive(everything, len(messages)) == messages
+            assert await receive(everything, len(messages)) == sent
             assert ids(await receive(bush_closed, 3)) == ids(expected_bush)
             assert ids(await receive(high, 4)) == ids(expected_high)
             assert [m["kind"] for m in await receive(status_only, 1)] == ["feed_status"]
@@ -108,7 +107,7 @@ async def test_bearer_token_is_required_when_configured() -> None:
         async with connect(url(output), additional_headers=authorized) as ws:
             await subscribe(ws)
             await output.publish(messages[0])
-            assert await receive(ws, 1) == messages[:1]
+            assert await receive(ws, 1) == wire(messages[:1])
 
 
 async def test_resume_since_from_memory_history() -> None:
@@ -125,13 +124,13 @@ async def test_resume_since_from_memory_history() -> None:
             ack = await subscribe(ws, since=seen[-1]["message_id"])
             assert ack["since_found"] is True and ack["history_source"] == "memory"
             assert ack["replayed"] == 3
-            assert await receive(ws, 3) == messages[3:6]
+            assert await receive(ws, 3) == wire(messages[3:6])
             await output.publish(messages[6])
-            assert await receive(ws, 1) == [messages[6]]
+            assert await receive(ws, 1) == wire([messages[6]])
             await nothing_more(ws)
         async with connect(url(output)) as ws:  # resume honours the filters too
-            ack = await subscribe(ws, since=messages[0]["message_id"], statuses=["closed"])
-            expected = [m for m in messages[1:7] if m["status"] == "closed"]
+            ack = await subscribe(ws, since=messages[0].message_id, statuses=["closed"])
+            expected = [m for m in wire(messages[1:7]) if m["status"] == "closed"]
             assert ack["replayed"] == len(expected) == 3
             assert await receive(ws, 3) == expected
         async with connect(url(output)) as ws:  # an unknown id: what memory holds, flagged
@@ -149,19 +148,19 @@ async def test_resume_since_from_the_redis_stream(redis_server, tmp_path) -> Non
     await redis_output.close()
     # A freshly started server has no memory of these: the Redis stream has.
     async with serving(history=RedisHistory(settings)) as output, connect(url(output)) as ws:
-        ack = await subscribe(ws, since=messages[1]["message_id"])
+        ack = await subscribe(ws, since=messages[1].message_id)
         assert ack["since_found"] is True and ack["history_source"] == "redis"
-        assert await receive(ws, 4) == messages[2:]
+        assert await receive(ws, 4) == wire(messages[2:])
         await nothing_more(ws)
 
 
-def bulk_messages(count: int) -> list[dict[str, Any]]:
-    """``count`` distinct schema-valid detection messages (closed), ~1.5 KB each."""
+def bulk_messages(count: int) -> list[Detection]:
+    """``count`` distinct schema-valid detections (closed), ~1.5 KB each."""
     template = detection_series(2)[1]
     out = []
     for _ in range(count):
-        ident = random_id(T0)
-        out.append({**template, "id": ident, "message_id": f"{ident}.closed"})
+        summary = dataclasses.replace(template.summary, id=random_id(T0))
+        out.append(dataclasses.replace(template, summary=summary))
     return checked(out)
 
 
@@ -219,7 +218,7 @@ async def test_slow_client_is_disconnected_while_a_fast_client_gets_everything()
                 await asyncio.sleep(0.02)
             reader.cancel()
             assert output.slow_disconnects == 1
-            assert received == [m["message_id"] for m in messages[:published]]
+            assert received == [m.message_id for m in messages[:published]]
             print(f"slow client dropped after {published - 20} messages")
 
 
@@ -240,6 +239,32 @@ async def test_heartbeats_and_bad_requests() -> None:
             with pytest.raises(ConnectionClosed) as closed:
                 await asyncio.wait_for(ws.recv(), 1)
             assert closed.value.rcvd.code == 1008
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        # 20,000 levels fit in the 64 KiB frame limit and overflow the JSON parser's stack.
+        ('{"type": "subscribe", "feeds": ' + "[" * 20_000 + "]" * 20_000 + "}", "too deeply"),
+        ('{"type": "subscribe", "min_score": NaN}', "finite number"),
+        ('{"type": "subscribe", "min_score": Infinity}', "finite number"),
+        ('{"type": "subscribe", "min_score": -Infinity}', "finite number"),
+    ],
+)
+async def test_hostile_subscribe_messages_get_a_clear_refusal(
+    raw: str, reason: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with serving() as output:
+        async with connect(url(output)) as ws:
+            await ws.send(raw)
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), 2)
+            assert closed.value.rcvd is not None
+            assert closed.value.rcvd.code == 1008 and reason in closed.value.rcvd.reason
+        # The server goes on serving others, and logged no traceback.
+        async with connect(url(output)) as ws:
+            await subscribe(ws)
+    assert "Traceback" not in capsys.readouterr().err
 
 
 async def test_server_close_tells_clients_it_is_going_away() -> None:
@@ -271,7 +296,7 @@ async def test_live_messages_during_a_resume_come_after_it_without_repeats(
         ):
             # Redis stalls, so the resume is still being fetched when live messages come.
             await admin.execute_command("CLIENT", "PAUSE", "300", "ALL")
-            asking = asyncio.create_task(subscribe(ws, since=messages[1]["message_id"]))
+            asking = asyncio.create_task(subscribe(ws, since=messages[1].message_id))
             await asyncio.sleep(0.1)
             await output.publish(messages[3])  # also in the stream: must not come twice
             await output.publish(messages[4])  # only live
@@ -279,7 +304,7 @@ async def test_live_messages_during_a_resume_come_after_it_without_repeats(
             # 2 and 3 from the stream, 4 from memory (not in the stream); the held live
             # copies of 3 and 4 are not sent again.
             assert ack["history_source"] == "redis" and ack["replayed"] == 3
-            assert await receive(ws, 3) == messages[2:5]
+            assert await receive(ws, 3) == wire(messages[2:5])
             await nothing_more(ws)
     finally:
         await admin.aclose()
@@ -298,7 +323,7 @@ async def test_resume_while_redis_is_down_or_still_draining_its_spool(
         # Memory holds only the last two messages: the spool has to answer for the rest.
         async with serving(history=RedisHistory(settings), history_size=2) as output:
 
-            async def publish(message: dict[str, Any]) -> None:  # as the fan-out does
+            async def publish(message: Message) -> None:  # as the fan-out does
                 await redis_output.publish(message)
                 await output.publish(message)
 
@@ -311,24 +336,24 @@ async def test_resume_while_redis_is_down_or_still_draining_its_spool(
             assert redis_output.spool_depth == 4
             # Redis is down. An id in the spool: what followed it is in the spool too.
             async with connect(url(output)) as ws:
-                ack = await subscribe(ws, since=messages[3]["message_id"])
+                ack = await subscribe(ws, since=messages[3].message_id)
                 assert ack["since_found"] is True and ack["history_source"] == "redis"
-                assert await receive(ws, 3) == messages[4:7]
+                assert await receive(ws, 3) == wire(messages[4:7])
                 await nothing_more(ws)
             # An id only in the unreachable stream: what memory holds, flagged as a gap.
             async with connect(url(output)) as ws:
-                ack = await subscribe(ws, since=messages[1]["message_id"])
+                ack = await subscribe(ws, since=messages[1].message_id)
                 assert ack["since_found"] is False and ack["history_source"] == "memory"
-                assert await receive(ws, 2) == messages[5:7]
+                assert await receive(ws, 2) == wire(messages[5:7])
             own_redis.start()
             await publish(messages[7])  # queues behind the spool: not in the stream yet
             assert redis_output.spool_depth == 5
             # The stream has 1..2 after messages[0]; 3..7 wait in the spool.
             async with connect(url(output)) as ws:
-                ack = await subscribe(ws, since=messages[0]["message_id"])
+                ack = await subscribe(ws, since=messages[0].message_id)
                 assert ack["since_found"] is True and ack["history_source"] == "redis"
                 assert ack["replayed"] == 7
-                assert await receive(ws, 7) == messages[1:8]
+                assert await receive(ws, 7) == wire(messages[1:8])
                 await nothing_more(ws)
     finally:
         await admin.aclose()

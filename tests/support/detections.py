@@ -1,17 +1,30 @@
-"""Helpers for the events/outputs tests: real Windows in, schema-checked messages out."""
+"""Helpers for the detect/publish tests: real Windows in, schema-checked records out.
+
+The builder's ``Detection`` records (and ``feed_status`` records made here) are what the
+outputs take; ``wire`` gives the dicts the outputs write, to compare what came out with.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from monitor.audio.chunks import SourceSpan, Window
 from monitor.detect.builder import EventBuilder, EventSettings
-from monitor.detect.records import FeedInfo, ModelIdentity, PipelineModels
+from monitor.detect.records import (
+    Detection,
+    FeedInfo,
+    FeedState,
+    FeedStatus,
+    Message,
+    ModelIdentity,
+    PipelineModels,
+)
 from monitor.detect.schema import validate_message
+from monitor.detect.wire import encode
 from monitor.ingest.slots import SegmentRef
 
 T0 = datetime(2024, 6, 7, 12, 0, 0, tzinfo=UTC)
@@ -77,12 +90,39 @@ def make_builder(clock_offset_s: float = 0.5, **settings: Any) -> EventBuilder:
     return builder
 
 
-def checked(messages: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Every message a test produces is validated against its schema here."""
+M = TypeVar("M", bound=Message)
+
+
+def checked(messages: Iterable[M]) -> list[M]:
+    """Every message a test produces is validated against its schema (encoded) here."""
     out = list(messages)
     for message in out:
-        validate_message(message)
+        validate_message(encode(message))
     return out
+
+
+def wire(messages: Iterable[Message]) -> list[dict[str, Any]]:
+    """What the outputs write for ``messages``."""
+    return [encode(message) for message in messages]
+
+
+def feed_status(
+    state: str,
+    since: datetime = T0,
+    *,
+    feed: FeedInfo | None = None,
+    emitted: datetime | None = None,
+    details: dict[str, Any] | None = None,
+) -> FeedStatus:
+    """A feed-status record as the health monitor makes them (previous state: unknown)."""
+    return FeedStatus(
+        feed=feed or FEEDS["rpi_orcasound_lab"],
+        state=FeedState(state),
+        previous=FeedState.UNKNOWN,
+        since_utc=since,
+        emitted_utc=emitted or since,
+        details=details or {},
+    )
 
 
 def run_scores(
@@ -95,9 +135,9 @@ def run_scores(
     gap_windows: Sequence[int] = (),
     flush: bool = False,
     origin: datetime = T0,
-) -> list[dict[str, Any]]:
+) -> list[Detection]:
     """Feed one window per score (``None`` = window skipped: a gap) and collect messages."""
-    out: list[dict[str, Any]] = []
+    out: list[Detection] = []
     for index, score in enumerate(scores):
         if score is None:
             continue
@@ -108,8 +148,8 @@ def run_scores(
     return checked(out)
 
 
-def detection_series(count: int, *, feed: str = "rpi_orcasound_lab") -> list[dict[str, Any]]:
-    """``count`` real detection messages (opened + closed pairs) from the builder."""
+def detection_series(count: int, *, feed: str = "rpi_orcasound_lab") -> list[Detection]:
+    """``count`` real detections (opened + closed pairs) from the builder."""
     builder = make_builder()
     scores: list[float | None] = []
     for i in range((count + 1) // 2):

@@ -8,7 +8,8 @@ from typing import Any
 
 from models.classifier.ast import load_classifier
 from monitor.detect.builder import EventBuilder, EventSettings
-from monitor.detect.records import ModelIdentity, PipelineModels
+from monitor.detect.records import Message, ModelIdentity, PipelineModels
+from monitor.detect.wire import encode
 from monitor.inference.engine import EngineSettings, InferenceEngine
 from monitor.ingest.slots import Segment, SegmentGap
 from monitor.runtime.resume import ResumePoint
@@ -78,8 +79,8 @@ class Collector:
     async def start(self) -> None:
         return None
 
-    async def publish(self, message: dict[str, Any]) -> None:
-        self.messages.append(message)
+    async def publish(self, message: Message) -> None:
+        self.messages.append(encode(message))  # what the outputs write
 
     async def close(self) -> None:
         return None
