@@ -29,6 +29,20 @@ def spans(items: list) -> list[tuple]:
     return [(i.reason, i.start_utc, i.end_utc) for i in items if isinstance(i, SegmentGap)]
 
 
+def assert_folder_end_is_told_right(got: list) -> None:
+    assert brief(got) == [
+        ("seg", E1, 0),
+        ("seg", E1, 1),
+        ("empty", E1, 2),
+        ("restart", None, None),
+        ("seg", E2, 0),
+    ]
+    assert spans(got) == [
+        ("empty", at(E1 + 22), at(E2 + 2)),
+        ("restart", at(E1 + 22), at(E2 + 2)),
+    ]
+
+
 async def empty_last_segment(node) -> None:
     await node.put_segments(E1, [0, 1])
     await node.put_segment(E1, 2, empty=True)
@@ -44,17 +58,7 @@ async def test_live_an_empty_last_segment_ends_at_the_next_folder_and_a_restart_
     async with aclosing(follow_live(store, node.node, FAST, cursor=cursor)) as items:
         async with asyncio.timeout(10):
             got = [await anext(items) for _ in range(5)]
-    assert brief(got) == [
-        ("seg", E1, 0),
-        ("seg", E1, 1),
-        ("empty", E1, 2),
-        ("restart", None, None),
-        ("seg", E2, 0),
-    ]
-    assert spans(got) == [
-        ("empty", at(E1 + 22), at(E2 + 2)),
-        ("restart", at(E1 + 22), at(E2 + 2)),
-    ]
+    assert_folder_end_is_told_right(got)
 
 
 async def test_archive_an_empty_last_segment_ends_at_the_next_folder_and_a_restart_follows(
@@ -63,17 +67,7 @@ async def test_archive_an_empty_last_segment_ends_at_the_next_folder_and_a_resta
     await empty_last_segment(node)
     async with aclosing(read_archive(store, node.node, at(E1 + 2), at(E2 + 12))) as items:
         got = [item async for item in items]
-    assert brief(got) == [
-        ("seg", E1, 0),
-        ("seg", E1, 1),
-        ("empty", E1, 2),
-        ("restart", None, None),
-        ("seg", E2, 0),
-    ]
-    assert spans(got) == [
-        ("empty", at(E1 + 22), at(E2 + 2)),
-        ("restart", at(E1 + 22), at(E2 + 2)),
-    ]
+    assert_folder_end_is_told_right(got)
 
 
 async def test_a_one_packet_last_segment_leaves_a_restart_gap_over_the_missing_time(node, store):

@@ -17,8 +17,9 @@ from monitor.ingest.live import FollowerSettings, SegmentCursor, follow_live
 from monitor.ingest.numbers import parse_epoch, parse_segment_number
 from monitor.ingest.playlist import PlaylistError, parse_playlist
 from monitor.ingest.s3 import S3Settings, open_store
-from monitor.ingest.slots import Segment, SegmentGap
+from monitor.ingest.slots import SegmentGap
 from monitor.timebase import from_epoch
+from tests.ingest.test_live import brief
 from tests.support.s3_store import store_settings
 from tests.support.synthetic_node import legacy_playlist
 
@@ -43,17 +44,6 @@ class RecordingObserver:
 
     async def playlist_modified(self, folder_epoch: int, last_modified: datetime) -> None:
         pass
-
-
-def brief(items: list) -> list[tuple]:
-    return [
-        (
-            "seg" if isinstance(i, Segment) else i.reason,
-            i.ref.folder_epoch if i.ref else None,
-            i.ref.number if i.ref else None,
-        )
-        for i in items
-    ]
 
 
 def test_bounded_integers() -> None:
