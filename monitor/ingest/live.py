@@ -135,10 +135,11 @@ class _Watch:
             self.warned.add(event)
             log.warning(event, node=self.node, **details)
 
-    def refuse(self, event: str, **details: object) -> None:
-        """Bucket content that cannot be used: counted every time, logged once per kind."""
+    def refuse(self, event: str, *, folder: int | None = None, **details: object) -> None:
+        """Bucket content that cannot be used: counted every time (by kind), logged once per
+        kind and folder."""
         self.store.reject(event)
-        self.warn_once(event, **details)
+        self.warn_once(event if folder is None else f"{event}:{folder}", **details)
 
     async def refresh_latest(self) -> int | None:
         key = latest_key(self.node)
@@ -240,7 +241,7 @@ async def _refresh_playlist(watch: _Watch, folder: _Folder) -> None:
     try:
         found = await watch.store.get(key, etag=folder.playlist_etag, max_bytes=limit)
     except S3ObjectTooLarge as error:
-        watch.refuse(f"playlist_too_large:{folder.epoch}", key=key, error=str(error))
+        watch.refuse("playlist_too_large", folder=folder.epoch, key=key, error=str(error))
         return
     # only the folder latest.txt names tells whether the node uploads now
     current = watch.latest_epoch is not None and folder.epoch >= watch.latest_epoch
@@ -255,7 +256,7 @@ async def _refresh_playlist(watch: _Watch, folder: _Folder) -> None:
         # off the loop: a playlist of up to max_text_bytes takes a while to parse
         playlist = await asyncio.to_thread(_read_playlist, found.data)
     except PlaylistError as error:
-        watch.refuse(f"playlist_unreadable:{folder.epoch}", key=key, error=str(error))
+        watch.refuse("playlist_unreadable", folder=folder.epoch, key=key, error=str(error))
         return
     folder.playlist_etag = found.etag
     if playlist.last_number is not None:

@@ -97,3 +97,25 @@ async def test_mid_folder_start_equals_unbroken_decoding_to_the_sample(
             np.testing.assert_allclose(
                 late[skip : skip + length], whole[offset + skip : offset + skip + length], atol=1e-5
             )
+
+
+@pytest.mark.parametrize("shift", [-32, 0, 40])
+def test_a_folder_whose_priming_packet_is_a_few_samples_off_is_still_one_timeline(shift):
+    # The probe's node_2026 stereo folder was 992 samples off (1024 - 32): its priming packet
+    # sat 32 samples before 1.4 s. Segment 0 is placed by its PTS too, so both agree.
+    from monitor.audio.decode import ContinuousDecoder
+    from tests.support.aac import as_segments
+
+    signal = noise(32, RATE, channels=2, level=0.05, seed=6)
+    datas = encode_segments(signal, ts_offset_s=1.4 + shift / RATE)
+    segments = as_segments(datas, folder_epoch=E1)
+    whole = ContinuousDecoder().feed_all(segments)
+    late = ContinuousDecoder().feed_all(segments[2:])
+    zero = from_epoch(E1 + 2)
+    assert samples_between(zero, whole[0].start_utc, RATE) == shift
+    # segment 2's chunk from a fresh run starts one (dropped) frame after the unbroken one
+    assert samples_between(whole[2].start_utc, late[0].start_utc, RATE) == FRAME_SAMPLES
+    audio = np.concatenate([c.samples[0] for c in whole])
+    at = samples_between(whole[0].start_utc, late[0].start_utc, RATE) + FRAME_SAMPLES
+    probe = late[0].samples[0][FRAME_SAMPLES : FRAME_SAMPLES + RATE]
+    assert locate(audio[at - 2048 : at + RATE + 2048], probe) == 2048

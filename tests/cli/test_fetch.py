@@ -145,7 +145,8 @@ def test_fetch_refuses_bad_arguments(moto_server, bucket_name, tmp_path) -> None
         fetch(moto_server.endpoint_url, bucket_name, tmp_path / "x.wav", "--channel-policy", "left")
         == 2
     )
-    assert fetch(moto_server.endpoint_url, "no-such-bucket-here", tmp_path / "x.wav") == 1
+    # a missing bucket is a configuration error (issue 13): exit 2, like a bad argument
+    assert fetch(moto_server.endpoint_url, "no-such-bucket-here", tmp_path / "x.wav") == 2
     assert list(tmp_path.iterdir()) == []
 
 

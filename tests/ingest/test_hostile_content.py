@@ -111,7 +111,7 @@ async def test_the_follower_rides_over_a_bad_playlist_and_bad_key_names(node, st
         async with asyncio.timeout(10):
             got = [await anext(items), await anext(items)]
     assert brief(got) == [("seg", E1, 0), ("seg", E1, 1)]
-    assert store.stats.rejected[f"playlist_unreadable:{E1}"] >= 1
+    assert store.stats.rejected["playlist_unreadable"] >= 1
 
 
 async def test_the_archive_skips_and_counts_out_of_range_keys(node, store):
@@ -144,13 +144,14 @@ async def test_oversized_latest_and_playlist_are_refused_unread(moto_server, nod
                 first = await waiting
         # the playlist was refused: "now" came from the keys
         assert brief([first]) == [("seg", E1, 1)]
-        assert store.stats.rejected[f"playlist_too_large:{E1}"] >= 1
+        assert store.stats.rejected["playlist_too_large"] >= 1
+        refused = store.stats.rejected["playlist_too_large"]
         assert store.stats.too_large >= 3
         # the archive reads no PDTs from it either, and goes on
         end = from_epoch(E1 + 22)
         async with aclosing(read_archive(store, node.node, from_epoch(E1 + 2), end)) as it:
             assert brief([i async for i in it]) == [("seg", E1, 0), ("seg", E1, 1)]
-        assert store.stats.rejected["playlist_too_large"] == 1
+        assert store.stats.rejected["playlist_too_large"] == refused + 1
     assert observer.missing >= 1
 
 

@@ -36,11 +36,13 @@ def encode_segments(
     segment_seconds: float = 10.0,
     bitrate: int = 72_000,
     first_number: int = 0,
+    ts_offset_s: float = TS_OFFSET_SECONDS,
 ) -> list[bytes]:
     """Encode ``signal`` (float32, (channels, n), channels 1 or 2) into MPEG-TS segment files.
 
     ``first_number``: the files are segments ``first_number, …`` of their folder (their
-    timestamps are those of a folder that began ``first_number`` segments earlier)."""
+    timestamps are those of a folder that began ``first_number`` segments earlier).
+    ``ts_offset_s``: the priming packet's PTS (ffmpeg's 1.4 s, give or take a few samples)."""
     packets, extradata, layout = _encode(signal, sample_rate, bitrate)
     per_segment = round(segment_seconds * sample_rate)
     groups: list[list[tuple[bytes, int, int]]] = []
@@ -49,7 +51,7 @@ def encode_segments(
         while len(groups) <= index:
             groups.append([])
         groups[index].append((data, pts, duration))
-    offset = round((TS_OFFSET_SECONDS + first_number * segment_seconds) * sample_rate)
+    offset = round((ts_offset_s + first_number * segment_seconds) * sample_rate)
     offset += FRAME_SAMPLES  # the priming packet (pts -1024) at TS_OFFSET_SECONDS
     return [_mux(group, extradata, layout, sample_rate, offset) for group in groups if group]
 
