@@ -11,19 +11,28 @@ timeline jump back and forth by up to a frame at each boundary.
 
 Priming: a fresh decoder's first output frame is never real audio. At a stream start (segment
 number 0) it is the encoder's 1024 priming samples, which precede the stream's time zero; mid
-stream it is an overlap-add with nothing before it. Either way it is dropped. For segment 0 the
-next sample is time zero, so the run starts at ``start_utc``; for any other segment the dropped
-frame was the segment's own first frame, so the run starts one frame after that frame's start.
+stream it is an overlap-add with nothing before it. Either way it is dropped.
 
-Where a mid-folder segment's first frame starts: the segmenter cuts at the first frame at or
-after the 10 s boundary, so it starts 0..1 frame after the nominal start. The nodes' MPEG-TS
-timestamps say exactly where: time zero of a folder is PTS ``ts_origin_s`` (1.4 s, ffmpeg's
-muxer), so the frame starts ``first_pts - (ts_origin_s + 10 N)`` after the slot (PTS taken
-modulo its 2^33-tick wrap). A run that starts mid-folder is anchored there, to the sample, so a
-live run started at segment N has the same timeline as a replay from segment 0. This is used
-only for number-rule timing (a PROGRAM-DATE-TIME is the muxer's own stamp for the segment and
-is used as given) and only when the result lies within a frame (± ``max_timestamp_jump_s``);
-otherwise the frame is taken to start at the slot start, which is right to within one frame.
+Where a run's first frame starts. A folder's first packet is the encoder's priming frame, at
+PTS ``ts_origin_s`` (1.4 s, ffmpeg's muxer), and its time zero (the slot start of segment 0,
+``start_utc``) is one frame later. The segmenter cuts segment N at the first packet whose PTS is
+at or after ``ts_origin_s + 10 N``, so that packet starts ``lead = first_pts - (ts_origin_s +
+10 N)`` (0..1 frame, PTS taken modulo its 2^33-tick wrap) after the *priming* grid, i.e. at
+``start_utc + lead - 1 frame``. Every run, at segment 0 or mid-folder, is placed that way, so a
+run started at segment N has the same timeline as one from segment 0, to the sample (live =
+replay = fetch from any time). With PROGRAM-DATE-TIME timing the stamp of segment N is the
+muxer's time of its first packet counted from the priming packet (segment 0's stamp is time
+zero), so lead is 0 there. When the PTS lies off that grid by more than
+``max_timestamp_jump_s`` (or ``ts_origin_s`` is None) lead is taken as 0: right to within a
+frame.
+
+Overlong segments: a segment whose audio would run more than ``max_overrun_s`` past its slot's
+end (a valid AAC file holding minutes under one 10 s slot) is cut at the slot's end, counted in
+``overlong`` and ends its run, so a feed's clock never runs ahead of its slots; packets beyond
+that are not even decoded.
+
+Restart gaps (between two folders) start where the old folder's decoded audio really ended,
+which may be before the end of its last slot (a last segment of a packet or two).
 
 A new run starts after a ``SegmentGap``, after an undecodable segment, on a change of folder,
 number, sample rate or channel count, and when the first timestamp of a segment does not follow
@@ -35,12 +44,13 @@ from __future__ import annotations
 
 import asyncio
 import io
+import math
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from concurrent.futures import Executor
 from contextlib import aclosing
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from fractions import Fraction
 from typing import Literal
 
@@ -50,8 +60,8 @@ import numpy as np
 from monitor.audio.chunks import AudioChunk
 from monitor.audio.files import planar_float
 from monitor.health.logs import get_logger
-from monitor.ingest.slots import NOMINAL_SEGMENT_SECONDS, Segment, SegmentGap
-from monitor.timebase import after_samples
+from monitor.ingest.slots import GAP_RESTART, NOMINAL_SEGMENT_SECONDS, Segment, SegmentGap
+from monitor.timebase import after_samples, samples_between
 
 log = get_logger(__name__)
 
@@ -71,8 +81,11 @@ class DecoderSettings:
     # A segment whose first timestamp is further than this from where the previous one ended
     # starts a new run (the nodes' timestamps jitter by a few 1/90 kHz ticks).
     max_timestamp_jump_s: float = field(default=0.01, metadata={"gt": 0.0})
-    # PTS (s) of a folder's time zero in the nodes' MPEG-TS; None: don't use the PTS for timing
+    # PTS (s) of a folder's first packet (the encoder's priming frame, one frame before the
+    # folder's time zero) in the nodes' MPEG-TS; None: don't use the PTS for timing
     ts_origin_s: float | None = 1.4
+    # audio running further than this past the end of its segment's slot is cut at the slot end
+    max_overrun_s: float = field(default=10.0, metadata={"gt": 0.0})
 
     def __post_init__(self) -> None:
         policy = self.channel_policy
@@ -86,6 +99,8 @@ class DecoderSettings:
             raise ValueError(f"dead_channel_db must be > 0 dB, got {self.dead_channel_db}")
         if self.max_timestamp_jump_s <= 0:
             raise ValueError(f"max_timestamp_jump_s must be > 0, got {self.max_timestamp_jump_s}")
+        if not self.max_overrun_s > 0:
+            raise ValueError(f"max_overrun_s must be > 0, got {self.max_overrun_s}")
         if self.ts_origin_s is not None and not 0 <= self.ts_origin_s < PTS_WRAP_S:
             raise ValueError(
                 f"ts_origin_s must be None or in [0, 2^33/90000), got {self.ts_origin_s}"
@@ -106,6 +121,7 @@ class _Demuxed:
     packets: list[av.Packet]
     first_pts_s: float
     end_pts_s: float  # last packet's pts + duration
+    sample_rate: int  # as the stream header says (0 when it does not)
 
 
 @dataclass(slots=True)
@@ -132,6 +148,8 @@ class ContinuousDecoder:
         self._run: _Run | None = None
         self.runs_started = 0
         self.undecodable = 0
+        self.overlong = 0  # segments cut at their slot's end
+        self._audio_end: datetime | None = None  # end of the last audio handed on
 
     def reset(self) -> None:
         self._run = None
@@ -142,6 +160,11 @@ class ContinuousDecoder:
     def feed(self, item: Segment | SegmentGap) -> list[Decoded]:
         if isinstance(item, SegmentGap):
             self.reset()
+            ended = self._audio_end
+            if item.reason == GAP_RESTART and item.ref is None and ended is not None:
+                self._audio_end = None
+                if ended < item.start_utc:  # the old folder's last slot was not all audio
+                    item = replace(item, start_utc=ended)
             return [item]
         try:
             chunk = self._decode(item)
@@ -161,10 +184,14 @@ class ContinuousDecoder:
                 )
             ]
         # A segment shorter than the dropped first frame leaves nothing to hand on.
-        return [chunk] if chunk.frames else []
+        if not chunk.frames:
+            return []
+        self._audio_end = after_samples(chunk.start_utc, chunk.frames, chunk.sample_rate)
+        return [chunk]
 
     def _decode(self, segment: Segment) -> AudioChunk:
         demuxed = _demux(segment.data)
+        overlong = self._cut_packets(segment, demuxed)
         run = self._run
         if run is not None and not self._continues(run, segment, demuxed):
             run = None
@@ -186,6 +213,21 @@ class ContinuousDecoder:
         planar = planar[:, dropped:]
         run.drop -= dropped
         start_utc = after_samples(run.anchor_utc, run.emitted + dropped, rate)
+        slot_end = segment.end_utc
+        if overlong or after_samples(start_utc, planar.shape[1], rate) > slot_end + timedelta(
+            seconds=self.settings.max_overrun_s
+        ):
+            keep = min(planar.shape[1], max(0, samples_between(start_utc, slot_end, rate)))
+            self.overlong += 1
+            self._run = None  # what follows in the file is not on this run's clock
+            log.warning(
+                "segment overlong: cut at its slot end",
+                feed=segment.feed,
+                key=segment.ref.key,
+                decoded_s=round(planar.shape[1] / rate, 3),
+                kept_s=round(keep / rate, 3),
+            )
+            planar = planar[:, :keep]
         run.emitted += dropped + planar.shape[1]
         run.previous = segment
         run.end_pts_s = demuxed.end_pts_s
@@ -225,18 +267,31 @@ class ContinuousDecoder:
             return False
         return True
 
+    def _cut_packets(self, segment: Segment, demuxed: _Demuxed) -> bool:
+        """Leave only the packets that can fall in the slot (+ the overrun); True if cut."""
+        rate = demuxed.sample_rate
+        if rate <= 0:
+            return False  # the decoded length is checked after decoding
+        most = segment.nominal_duration + self.settings.max_overrun_s
+        if len(demuxed.packets) <= math.ceil(most * rate / AAC_FRAME) + 2:
+            return False
+        # the slot, the dropped first frame and up to a frame of lead
+        del demuxed.packets[math.ceil(segment.nominal_duration * rate / AAC_FRAME) + 2 :]
+        return True
+
     def _start_run(self, segment: Segment, demuxed: _Demuxed) -> _Run:
         self.runs_started += 1
         number, origin = segment.ref.number, self.settings.ts_origin_s
         lead_s = None
-        if number > 0 and origin is not None and segment.timing_source == "number":
+        if origin is not None and segment.timing_source == "number":
             nominal = origin + NOMINAL_SEGMENT_SECONDS * number
             lead_s = pts_difference(demuxed.first_pts_s, nominal)
-        # The first decoded frame is dropped (see the module docstring).
+        # The first packet starts a frame before the slot start + lead; its decoded frame is
+        # dropped (see the module docstring).
         return _Run(
             codec=av.CodecContext.create("aac", "r"),
             anchor_utc=segment.start_utc,
-            emitted=-AAC_FRAME if number == 0 else 0,
+            emitted=-AAC_FRAME,
             drop=AAC_FRAME,
             previous=segment,
             end_pts_s=0.0,
@@ -244,12 +299,12 @@ class ContinuousDecoder:
         )
 
     def _lead_samples(self, lead_s: float, rate: int) -> int:
-        """Samples from the slot start to the run's first frame (0 when the PTS disagrees)."""
+        """Samples from the priming grid to the run's first packet (0 when the PTS disagrees)."""
         frame_s, slack = AAC_FRAME / rate, self.settings.max_timestamp_jump_s
         if not -slack <= lead_s <= frame_s + slack:
-            log.info("timestamps off the nodes' grid: frame taken at slot start", lead_s=lead_s)
+            log.info("timestamps off the nodes' grid: lead taken as 0", lead_s=lead_s)
             return 0
-        return min(max(round(lead_s * rate), 0), AAC_FRAME)
+        return round(lead_s * rate)
 
 
 def apply_channel_policy(
@@ -286,6 +341,7 @@ def _demux(data: bytes) -> _Demuxed:
             stream = container.streams.audio[0]
             if stream.codec_context.name != "aac":
                 raise UndecodableSegment(f"audio codec {stream.codec_context.name}, not aac")
+            rate = int(stream.codec_context.sample_rate or 0)
             try:
                 for packet in container.demux(stream):
                     if packet.size and packet.pts is not None:
@@ -306,6 +362,7 @@ def _demux(data: bytes) -> _Demuxed:
         packets=packets,
         first_pts_s=float(first.pts * base),
         end_pts_s=float((last.pts + (last.duration or 0)) * base),
+        sample_rate=rate,
     )
 
 

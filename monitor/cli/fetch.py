@@ -32,7 +32,7 @@ from monitor.audio.files import WRITERS, AudioFileError, AudioWriter
 from monitor.audio.ring import RingBuffer, RingBufferSettings
 from monitor.health.logs import get_logger
 from monitor.ingest.archive import ArchiveSettings, read_archive
-from monitor.ingest.s3 import S3Error, S3Settings, open_store
+from monitor.ingest.s3 import S3BucketMissing, S3Error, S3Settings, open_store
 from monitor.ingest.slots import Segment, SegmentGap
 from monitor.ingest.timing import TimingSettings, TimingSource
 from monitor.timebase import format_utc, parse_duration, parse_utc, utc_now
@@ -358,6 +358,9 @@ def run(args: argparse.Namespace) -> int:
                 progress=not args.no_progress,
             )
         )
+    except S3BucketMissing as error:  # a configuration error, like a bad argument
+        log.error("fetch: bucket missing", error=str(error))
+        return 2
     except (FetchError, S3Error, AudioFileError) as error:
         log.error("fetch failed", error=str(error))
         return 1

@@ -22,11 +22,19 @@ from datetime import datetime
 
 from monitor.health.logs import get_logger
 from monitor.ingest.keys import folder_prefix, folders_prefix, playlist_key
-from monitor.ingest.playlist import PlaylistError, parse_playlist, segment_number
-from monitor.ingest.s3 import S3Object, S3Store, S3Unavailable
+from monitor.ingest.numbers import parse_epoch
+from monitor.ingest.playlist import (
+    Playlist,
+    PlaylistError,
+    bad_segment_name,
+    parse_playlist,
+    segment_number,
+)
+from monitor.ingest.s3 import S3Object, S3ObjectTooLarge, S3Store, S3Unavailable
 from monitor.ingest.slots import (
     GAP_EMPTY,
     GAP_MISSING,
+    GAP_OVERSIZED,
     GAP_RESTART,
     GAP_UNAVAILABLE,
     Segment,
@@ -75,8 +83,7 @@ def _folder_name(prefix: str) -> str:
 
 
 def _folder_epoch(prefix: str) -> int | None:
-    name = _folder_name(prefix)
-    return int(name) if name.isdigit() else None
+    return parse_epoch(_folder_name(prefix))
 
 
 async def _list_block(store: S3Store, node: str, block: str) -> list[int]:
@@ -112,8 +119,9 @@ async def folder_at_or_before(
                 if covered is not None:
                     names = [n for n in names if n[: len(covered)] < covered]
                 for name in names:
-                    if name.isdigit() and int(name) <= epoch:
-                        best = max(best or 0, int(name))
+                    found = parse_epoch(name)
+                    if found is not None and found <= epoch:
+                        best = max(best or 0, found)
                 if len(names) < len(page.prefixes):
                     break  # reached the block already searched
         if best is not None:
@@ -156,13 +164,20 @@ class _Fetch:
 
 
 async def folder_pdts(store: S3Store, node: str, folder_epoch: int) -> dict[int, datetime]:
-    """PROGRAM-DATE-TIME per segment number from a folder's playlist ({} when there is none)."""
-    text = await store.get_text(playlist_key(node, folder_epoch))
+    """PROGRAM-DATE-TIME per segment number from a folder's playlist ({} when there is none,
+    or when it is too large or unreadable: logged and counted)."""
+    try:
+        text = await store.get_text(playlist_key(node, folder_epoch))
+    except S3ObjectTooLarge as error:
+        store.reject("playlist_too_large")
+        log.warning("playlist_too_large", node=node, folder=folder_epoch, error=str(error))
+        return {}
     if text is None:
         return {}
     try:
-        playlist = parse_playlist(text)
+        playlist: Playlist = await asyncio.to_thread(parse_playlist, text)
     except PlaylistError as error:
+        store.reject("playlist_unreadable")
         log.warning("playlist_unreadable", node=node, folder=folder_epoch, error=str(error))
         return {}
     return playlist.program_date_times
@@ -200,27 +215,43 @@ async def _plan(
             number = segment_number(item.key)
             if number is not None:
                 sizes[number] = item.size
+            elif bad_segment_name(item.key):
+                store.reject("segment_name_out_of_range")
+                log.warning("segment_name_out_of_range", node=node, key=item.key[:120])
         known_pdt: dict[int, datetime] = {}
         if timing.precedence is TimingSource.PROGRAM_DATE_TIME:
             known_pdt = await folder_pdts(store, node, folder)
         # one slot early: PDT starts may sit a little before the number rule's
         number = max(0, number_covering(folder, start, timing) - 1)
         last = max(sizes, default=-1)
+        # where the next audio after this folder starts: no gap of this folder runs past it
+        tail_end = number_start(following, 0, timing) if following is not None else end
+        tail_start: datetime | None = None  # first slot without audio since the last segment
+        limit = store.settings.max_segment_bytes
         while number <= last and slot_start(folder, number, known_pdt, timing) < end:
             ref = slot_ref(store.bucket, node, folder, number)
             size = sizes.get(number)
-            if size is None or size == 0:
-                reason = GAP_MISSING if size is None else GAP_EMPTY
+            if size is None or size == 0 or size > limit:
+                reason = GAP_MISSING if size is None else GAP_EMPTY if size == 0 else GAP_OVERSIZED
+                if reason == GAP_OVERSIZED:
+                    log.warning("segment_too_large", key=ref.key, size=size, limit=limit)
                 gap = slot_gap(ref, node, reason, known_pdt, timing)
-                if (clipped := _clip(gap, start, end)) is not None:
+                tail_start = tail_start or gap.start_utc
+                if (clipped := _clip(gap, start, min(end, tail_end))) is not None:
                     yield clipped
-            elif slot_start(folder, number + 1, known_pdt, timing) > start:
-                yield _Fetch(ref=ref, known_pdt=known_pdt)
+            else:
+                tail_start = None
+                if slot_start(folder, number + 1, known_pdt, timing) > start:
+                    yield _Fetch(ref=ref, known_pdt=known_pdt)
             number += 1
-        tail_start = slot_start(folder, number, known_pdt, timing)
-        tail_end = number_start(following, 0, timing) if following is not None else end
-        reason = GAP_RESTART if following is not None else GAP_MISSING
-        gap = SegmentGap(node, None, tail_start, tail_end, reason)
+        if following is not None:
+            # the folder's audio ended with its last segment, not with slots that had none
+            tail_start = tail_start or slot_start(folder, number, known_pdt, timing)
+            gap = SegmentGap(node, None, tail_start, tail_end, GAP_RESTART)
+        else:
+            gap = SegmentGap(
+                node, None, slot_start(folder, number, known_pdt, timing), end, GAP_MISSING
+            )
         if (clipped := _clip(gap, start, end)) is not None:
             yield clipped
 
@@ -239,6 +270,9 @@ async def _resolve(
     except S3Unavailable as error:
         log.error("segment_unavailable", key=item.ref.key, error=str(error))
         return slot_gap(item.ref, node, GAP_UNAVAILABLE, item.known_pdt, timing)
+    except S3ObjectTooLarge as error:  # grew between LIST and GET
+        log.warning("segment_too_large", key=item.ref.key, error=str(error))
+        return slot_gap(item.ref, node, GAP_OVERSIZED, item.known_pdt, timing)
     if not isinstance(found, S3Object):  # deleted between LIST and GET
         return slot_gap(item.ref, node, GAP_MISSING, item.known_pdt, timing)
     if found.size == 0:
@@ -265,7 +299,8 @@ async def read_archive(
             async for item in plan:
                 task = None
                 if isinstance(item, _Fetch):
-                    task = asyncio.create_task(store.get(item.ref.key))
+                    limit = store.settings.max_segment_bytes
+                    task = asyncio.create_task(store.get(item.ref.key, max_bytes=limit))
                     in_flight += 1
                 pending.append((item, task))
                 # gaps at the head go out at once; fetches wait only when the window is full

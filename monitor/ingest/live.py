@@ -23,17 +23,25 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import ParamSpec, Protocol, TypeVar
 
 from monitor.health.logs import get_logger
 from monitor.ingest.archive import ArchiveSettings, folders_after, read_archive
 from monitor.ingest.keys import folder_prefix, latest_key, playlist_key
-from monitor.ingest.playlist import PlaylistError, parse_playlist, segment_number
-from monitor.ingest.s3 import NotModified, S3Object, S3Store, S3Unavailable
+from monitor.ingest.numbers import parse_epoch
+from monitor.ingest.playlist import (
+    Playlist,
+    PlaylistError,
+    bad_segment_name,
+    parse_playlist,
+    segment_number,
+)
+from monitor.ingest.s3 import NotModified, S3Object, S3ObjectTooLarge, S3Store, S3Unavailable
 from monitor.ingest.slots import (
     GAP_EMPTY,
     GAP_MISSING,
+    GAP_OVERSIZED,
     GAP_RESTART,
     Segment,
     SegmentGap,
@@ -63,6 +71,9 @@ class FollowerSettings:
     probe_ahead: int = field(default=2, metadata={"min": 0})  # keys fetched ahead while waiting
     # polling slows down to this while S3 keeps failing
     outage_backoff_max_s: float = field(default=60.0, metadata={"gt": 0.0})
+    # a latest.txt epoch further than this ahead of our clock is refused (a node with a wrong
+    # clock): the feed waits as if latest.txt were missing, and reads it again each poll
+    max_future_skew_s: float = field(default=3600.0, metadata={"gt": 0.0})
     timing: TimingSettings = field(default_factory=TimingSettings)
     archive: ArchiveSettings = field(default_factory=ArchiveSettings)
 
@@ -72,6 +83,8 @@ class FollowerSettings:
                 raise ValueError(f"FollowerSettings.{name} must be >= 0")
         if self.probe_ahead < 0:
             raise ValueError("FollowerSettings.probe_ahead must be >= 0")
+        if not self.max_future_skew_s > 0:
+            raise ValueError("FollowerSettings.max_future_skew_s must be > 0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,24 +135,49 @@ class _Watch:
             self.warned.add(event)
             log.warning(event, node=self.node, **details)
 
+    def refuse(self, event: str, *, folder: int | None = None, **details: object) -> None:
+        """Bucket content that cannot be used: counted every time (by kind), logged once per
+        kind and folder."""
+        self.store.reject(event)
+        self.warn_once(event if folder is None else f"{event}:{folder}", **details)
+
     async def refresh_latest(self) -> int | None:
-        found = await self.store.get(latest_key(self.node), etag=self.latest_etag)
+        key = latest_key(self.node)
+        try:
+            found = await self.store.get(
+                key, etag=self.latest_etag, max_bytes=self.store.settings.max_text_bytes
+            )
+        except S3ObjectTooLarge as error:
+            self.refuse("latest_txt_too_large", key=key, error=str(error))
+            return await self._latest_unusable()
         if isinstance(found, NotModified):
             return self.latest_epoch
         if found is None:
-            self.warn_once("latest_txt_missing", key=latest_key(self.node))
+            self.warn_once("latest_txt_missing", key=key)
             self.latest_etag = None  # the same text uploaded again must read as present
             if self.observer is not None:
                 await self.observer.latest_missing()
             return self.latest_epoch
         text = found.text.strip()
-        if not text.isdigit():
-            self.warn_once("latest_txt_unreadable", text=text[:40])
-            return self.latest_epoch
+        skew = timedelta(seconds=self.settings.max_future_skew_s)
+        epoch = parse_epoch(text, latest=utc_now() + skew)
+        if epoch is None:
+            # Not stored as seen (no ETag kept): the next poll reads it again.
+            future = parse_epoch(text) is not None
+            event = "latest_txt_in_future" if future else "latest_txt_unreadable"
+            self.refuse(event, key=key, text=text[:40])
+            return await self._latest_unusable()
         self.latest_etag = found.etag
-        self.latest_epoch = int(text)
+        self.latest_epoch = epoch
         if self.observer is not None:
             await self.observer.latest_seen(self.latest_epoch)
+        return self.latest_epoch
+
+    async def _latest_unusable(self) -> int | None:
+        """latest.txt names no usable folder: keep the one known, else the feed is absent."""
+        self.latest_etag = None
+        if self.latest_epoch is None and self.observer is not None:
+            await self.observer.latest_missing()
         return self.latest_epoch
 
     def node_check_due(self) -> bool:
@@ -177,15 +215,34 @@ class _Folder:
     playlist_etag: str | None = None
     playlist_last: int | None = None
     known_pdt: dict[int, datetime] = field(default_factory=dict)
-    ahead: dict[int, S3Object] = field(default_factory=dict)
+    ahead: dict[int, S3Object | S3ObjectTooLarge] = field(default_factory=dict)
     missing_since: dict[int, float] = field(default_factory=dict)
     superseded_at: float | None = None
     final_last: int | None = None  # last number on S3 once the folder is closed
+    # An empty/oversized slot is held until the next item: if it is the folder's last, the
+    # switch cuts it off where the next folder's audio starts.
+    held: SegmentGap | None = None
+    # start of the slots without audio since the folder's last segment (the restart gap's start)
+    tail_start: datetime | None = None
+
+    def gap(self, gap: SegmentGap) -> SegmentGap:
+        if self.tail_start is None:
+            self.tail_start = gap.start_utc
+        return gap
+
+
+def _read_playlist(data: bytes) -> Playlist:
+    return parse_playlist(data.decode("utf-8", errors="replace"))
 
 
 async def _refresh_playlist(watch: _Watch, folder: _Folder) -> None:
     key = playlist_key(watch.node, folder.epoch)
-    found = await watch.store.get(key, etag=folder.playlist_etag)
+    limit = watch.store.settings.max_text_bytes
+    try:
+        found = await watch.store.get(key, etag=folder.playlist_etag, max_bytes=limit)
+    except S3ObjectTooLarge as error:
+        watch.refuse("playlist_too_large", folder=folder.epoch, key=key, error=str(error))
+        return
     # only the folder latest.txt names tells whether the node uploads now
     current = watch.latest_epoch is not None and folder.epoch >= watch.latest_epoch
     if watch.observer is not None and current:
@@ -196,9 +253,10 @@ async def _refresh_playlist(watch: _Watch, folder: _Folder) -> None:
     if not isinstance(found, S3Object):
         return  # unchanged, or no playlist yet (a fresh folder)
     try:
-        playlist = parse_playlist(found.text)
+        # off the loop: a playlist of up to max_text_bytes takes a while to parse
+        playlist = await asyncio.to_thread(_read_playlist, found.data)
     except PlaylistError as error:
-        watch.warn_once(f"playlist_unreadable:{folder.epoch}", key=key, error=str(error))
+        watch.refuse("playlist_unreadable", folder=folder.epoch, key=key, error=str(error))
         return
     folder.playlist_etag = found.etag
     if playlist.last_number is not None:
@@ -223,8 +281,10 @@ async def _observe_node(watch: _Watch, folder: _Folder, *, refresh_latest: bool)
     await _refresh_playlist(watch, watch.current)
 
 
-async def _listed_numbers(store: S3Store, node: str, folder_epoch: int) -> list[int]:
-    listing = await store.list(folder_prefix(node, folder_epoch))
+async def _listed_numbers(watch: _Watch, folder_epoch: int) -> list[int]:
+    listing = await watch.store.list(folder_prefix(watch.node, folder_epoch))
+    for key in filter(bad_segment_name, listing.keys):
+        watch.refuse("segment_name_out_of_range", key=key[:120])
     return sorted(n for n in map(segment_number, listing.keys) if n is not None)
 
 
@@ -233,14 +293,19 @@ async def _newest_number(watch: _Watch, folder: _Folder) -> int:
     await guarded(watch, _refresh_playlist, watch, folder)
     if folder.playlist_last is not None:
         return folder.playlist_last
-    numbers = await guarded(watch, _listed_numbers, watch.store, watch.node, folder.epoch)
+    numbers = await guarded(watch, _listed_numbers, watch, folder.epoch)
     return numbers[-1] if numbers else 0
 
 
-async def _fetch(watch: _Watch, folder: _Folder, number: int) -> S3Object | None:
+async def _fetch(watch: _Watch, folder: _Folder, number: int) -> S3Object | S3ObjectTooLarge | None:
     if number in folder.ahead:
         return folder.ahead.pop(number)
-    found = await watch.store.get(segment_key(watch.node, folder.epoch, number))
+    key = segment_key(watch.node, folder.epoch, number)
+    try:
+        found = await watch.store.get(key, max_bytes=watch.store.settings.max_segment_bytes)
+    except S3ObjectTooLarge as error:
+        log.warning("segment_too_large", node=watch.node, key=key, error=str(error))
+        return error
     return found if isinstance(found, S3Object) else None
 
 
@@ -282,11 +347,16 @@ async def _follow_folder(
             found = await guarded(watch, _fetch, watch, folder, number)
         if found is not None:
             ref = slot_ref(bucket, node, folder.epoch, number)
-            if found.size == 0:
-                yield slot_gap(ref, node, GAP_EMPTY, folder.known_pdt, timing)
+            if folder.held is not None:
+                yield folder.held
+                folder.held = None
+            if isinstance(found, S3ObjectTooLarge) or found.size == 0:
+                reason = GAP_EMPTY if isinstance(found, S3Object) else GAP_OVERSIZED
+                folder.held = folder.gap(slot_gap(ref, node, reason, folder.known_pdt, timing))
             else:
                 if folder.playlist_etag is None and timing.precedence is pdt_first:
                     await guarded(watch, _refresh_playlist, watch, folder)
+                folder.tail_start = None
                 yield make_segment(ref, node, found.data, folder.known_pdt, timing)
             if waited and folder.final_last is None:  # a closed folder's tail is all there
                 quiet_until = time.monotonic() + settings.quiet_after_arrival_s
@@ -299,8 +369,11 @@ async def _follow_folder(
             if number > folder.final_last:
                 yield number
                 return
+            if folder.held is not None:
+                yield folder.held
+                folder.held = None
             ref = slot_ref(bucket, node, folder.epoch, number)
-            yield slot_gap(ref, node, GAP_MISSING, folder.known_pdt, timing)
+            yield folder.gap(slot_gap(ref, node, GAP_MISSING, folder.known_pdt, timing))
             number += 1
             continue
         if time.monotonic() < quiet_until:
@@ -318,19 +391,32 @@ async def _follow_folder(
             since = folder.missing_since.setdefault(number, now)
             if now - since >= settings.missing_grace_s:
                 log.info("segment_missing", node=node, folder=folder.epoch, number=number)
+                if folder.held is not None:
+                    yield folder.held
+                    folder.held = None
                 ref = slot_ref(bucket, node, folder.epoch, number)
-                yield slot_gap(ref, node, GAP_MISSING, folder.known_pdt, timing)
+                yield folder.gap(slot_gap(ref, node, GAP_MISSING, folder.known_pdt, timing))
                 folder.missing_since.pop(number, None)
                 number += 1
                 continue
         if folder.superseded_at is not None and now - folder.superseded_at >= (
             settings.missing_grace_s
         ):
-            numbers = await guarded(watch, _listed_numbers, watch.store, node, folder.epoch)
+            numbers = await guarded(watch, _listed_numbers, watch, folder.epoch)
             folder.final_last = numbers[-1] if numbers else -1
             continue
         waited = True
         await asyncio.sleep(settings.poll_interval_s)
+
+
+def _cut_at(gap: SegmentGap | None, end: datetime) -> SegmentGap | None:
+    """``gap`` ending no later than ``end`` (where audio resumes); None when nothing is left."""
+    if gap is None or gap.end_utc <= end:
+        return gap
+    if end <= gap.start_utc:
+        log.info("slot_gap_overlapped", key=gap.ref.key if gap.ref else None, reason=gap.reason)
+        return None
+    return replace(gap, end_utc=end)
 
 
 async def follow_live(
@@ -383,8 +469,11 @@ async def follow_live(
         latest = watch.latest_epoch if watch.latest_epoch is not None else folder.epoch
         following = await guarded(watch, folders_after, store, node, folder.epoch, latest)
         next_epoch = following[0] if following else latest
-        old_end = slot_start(folder.epoch, number, folder.known_pdt, timing)
+        # the old folder's audio ended with its last segment, not with slots that had none
+        old_end = folder.tail_start or slot_start(folder.epoch, number, folder.known_pdt, timing)
         new_start = folder_audio_start(next_epoch, timing)
+        if (held := _cut_at(folder.held, new_start)) is not None:
+            yield held
         if new_start > old_end:
             yield SegmentGap(node, None, old_end, new_start, GAP_RESTART)
         log.info("folder_switch", node=node, old=folder.epoch, new=next_epoch)

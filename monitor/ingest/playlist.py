@@ -15,7 +15,9 @@ from datetime import UTC, datetime
 
 import m3u8
 
-_SEGMENT_NAME = re.compile(r"(?:^|/)live(\d+)\.ts$")
+from monitor.ingest.numbers import MAX_SEGMENT_NUMBER, parse_segment_number
+
+_SEGMENT_NAME = re.compile(r"(?:^|/)live([0-9]+)\.ts$")
 
 
 class PlaylistError(ValueError):
@@ -50,9 +52,17 @@ class Playlist:
 
 
 def segment_number(name: str) -> int | None:
-    """``live123.ts`` (or a key ending in it) → 123; anything else → None."""
+    """``live123.ts`` (or a key ending in it) → 123; anything else, and numbers out of range
+    (see ``bad_segment_name``), → None."""
     match = _SEGMENT_NAME.search(name)
-    return int(match.group(1)) if match else None
+    return parse_segment_number(match.group(1)) if match else None
+
+
+def bad_segment_name(name: str) -> bool:
+    """A ``liveNNN.ts`` name whose number is out of range (more than 7 digits): not a segment
+    the nodes wrote, to be logged and counted, never parsed."""
+    match = _SEGMENT_NAME.search(name)
+    return match is not None and parse_segment_number(match.group(1)) is None
 
 
 def segment_name(number: int) -> str:
@@ -72,9 +82,15 @@ def parse_playlist(text: str) -> Playlist:
     if parsed.is_variant:
         raise PlaylistError("a master (variant) playlist, not a media playlist")
     sequence = int(parsed.media_sequence or 0)
+    if not 0 <= sequence <= MAX_SEGMENT_NUMBER:
+        raise PlaylistError(f"EXT-X-MEDIA-SEQUENCE out of range: {str(sequence)[:20]}")
+    if sequence + len(parsed.segments) > MAX_SEGMENT_NUMBER + 1:
+        raise PlaylistError(f"more than {MAX_SEGMENT_NUMBER + 1} segments")
     entries = []
     for position, item in enumerate(parsed.segments):
         uri = str(item.uri)
+        if bad_segment_name(uri):
+            raise PlaylistError(f"segment number out of range: {uri[:40]}…")
         number = segment_number(uri)
         if number is None:
             # Not a liveNNN.ts name: the playlist's own numbering is the next best thing.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import random
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -66,6 +67,11 @@ class S3Settings:
     backoff_max_s: float = field(default=10.0, metadata={"min": 0.0})
     max_pool_connections: int = field(default=32, metadata={"min": 1})
     list_page_size: int = field(default=1000, metadata={"min": 1, "max": 1000})
+    # Largest latest.txt / live.m3u8 read (a real playlist is a few kB; a day-long one ~2 MB
+    # would be a node fault): bigger objects are refused unread, logged and counted.
+    max_text_bytes: int = field(default=1 << 20, metadata={"min": 1024, "max": 1 << 28})
+    # Largest segment read (a real 10 s segment is 100-200 kB).
+    max_segment_bytes: int = field(default=4 << 20, metadata={"min": 1 << 16, "max": 1 << 30})
 
     def __post_init__(self) -> None:
         if not self.bucket:
@@ -78,6 +84,9 @@ class S3Settings:
             raise ValueError(
                 f"S3Settings.list_page_size must be 1..1000, got {self.list_page_size}"
             )
+        for name in ("max_text_bytes", "max_segment_bytes"):
+            if getattr(self, name) < 1024:
+                raise ValueError(f"S3Settings.{name} must be >= 1024, got {getattr(self, name)}")
 
 
 class S3Error(Exception):
@@ -94,7 +103,20 @@ class S3AccessDenied(S3Error):
 
 
 class S3BucketMissing(S3Error):
-    """The bucket itself does not exist: a configuration error."""
+    """The bucket itself does not exist: a configuration error (commands exit 2, the daemon
+    must not restart a feed on it)."""
+
+
+BucketMissingError = S3BucketMissing
+
+
+class S3ObjectTooLarge(S3Error):
+    """The object is larger than the caller's limit; it was not read."""
+
+    def __init__(self, message: str, *, key: str, size: int | None, limit: int):
+        super().__init__(message, key=key)
+        self.size = size
+        self.limit = limit
 
 
 class S3Unavailable(S3Error):
@@ -152,6 +174,9 @@ class RequestStats:
     retries: int = 0
     not_modified: int = 0
     not_found: int = 0
+    too_large: int = 0
+    # bucket content refused by the readers (bad latest.txt, playlist, key names), by kind
+    rejected: Counter[str] = field(default_factory=Counter)
 
 
 def backoff_delay(attempt: int, base_s: float, max_s: float, rng: random.Random) -> float:
@@ -177,6 +202,20 @@ def _is_retryable(error: BaseException) -> bool:
         status = _status(error)
         return (status is not None and status >= 500) or _code(error) in _RETRY_CODES
     return isinstance(error, _TRANSIENT_ERRORS)
+
+
+async def _read_at_most(body: Any, limit: int) -> bytes:
+    """The body, or its first ``limit + 1`` bytes when it is longer (``read(n)`` may return
+    less than ``n`` before the end)."""
+    parts: list[bytes] = []
+    held = 0
+    while held <= limit:
+        part = await body.read(limit + 1 - held)
+        if not part:
+            break
+        parts.append(part)
+        held += len(part)
+    return b"".join(parts)
 
 
 class S3Store:
@@ -242,8 +281,12 @@ class S3Store:
         *,
         etag: str | None = None,
         if_modified_since: datetime | None = None,
+        max_bytes: int | None = None,
     ) -> S3Object | NotModified | None:
-        """GET ``key``: the object, ``NotModified`` (conditional GET), or None when absent."""
+        """GET ``key``: the object, ``NotModified`` (conditional GET), or None when absent.
+
+        With ``max_bytes``, a larger object raises ``S3ObjectTooLarge`` without being read
+        (its Content-Length decides; a body longer than announced is cut off at the limit)."""
         params: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
         if etag is not None:
             params["IfNoneMatch"] = etag
@@ -260,7 +303,23 @@ class S3Store:
                     return None
                 raise
             async with response["Body"] as body:
-                data = await body.read()
+                size = response.get("ContentLength")
+                if max_bytes is not None and size is not None and int(size) > max_bytes:
+                    raise S3ObjectTooLarge(
+                        f"GET s3://{self.bucket}/{key}: {size} bytes, over the limit of "
+                        f"{max_bytes}",
+                        key=key,
+                        size=int(size),
+                        limit=max_bytes,
+                    )
+                data = await (body.read() if max_bytes is None else _read_at_most(body, max_bytes))
+                if max_bytes is not None and len(data) > max_bytes:
+                    raise S3ObjectTooLarge(
+                        f"GET s3://{self.bucket}/{key}: over the limit of {max_bytes} bytes",
+                        key=key,
+                        size=None,
+                        limit=max_bytes,
+                    )
             return S3Object(
                 key=key,
                 data=data,
@@ -269,7 +328,11 @@ class S3Store:
             )
 
         self.stats.gets += 1
-        result = await self._with_retries("GET", key, call)
+        try:
+            result = await self._with_retries("GET", key, call)
+        except S3ObjectTooLarge:
+            self.stats.too_large += 1
+            raise
         if isinstance(result, NotModified):
             self.stats.not_modified += 1
         elif result is None:
@@ -277,9 +340,13 @@ class S3Store:
         return result
 
     async def get_text(self, key: str) -> str | None:
-        """The object as UTF-8 text, or None when absent."""
-        found = await self.get(key)
+        """The object as UTF-8 text (at most ``max_text_bytes``), or None when absent."""
+        found = await self.get(key, max_bytes=self.settings.max_text_bytes)
         return found.text if isinstance(found, S3Object) else None
+
+    def reject(self, kind: str) -> None:
+        """Count bucket content a reader refused (the reader logs it)."""
+        self.stats.rejected[kind] += 1
 
     async def list_pages(
         self, prefix: str, *, delimiter: str | None = None

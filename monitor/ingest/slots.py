@@ -41,7 +41,8 @@ class Segment:
 
 @dataclass(frozen=True, slots=True)
 class SegmentGap:
-    """A slot whose audio will not come: missing past the grace time, 0 bytes, or undecodable."""
+    """A slot whose audio will not come: missing past the grace time, 0 bytes, too large, or
+    undecodable; or the time between two folders ("restart")."""
 
     feed: str
     ref: SegmentRef | None
@@ -54,6 +55,7 @@ GAP_MISSING = "missing"  # never arrived (within the grace time, or absent from 
 GAP_EMPTY = "empty"  # a 0-byte file
 GAP_RESTART = "restart"  # time between one folder's last segment and the next folder's audio
 GAP_UNAVAILABLE = "unavailable"  # S3 kept failing for this key after every retry
+GAP_OVERSIZED = "oversized"  # larger than S3Settings.max_segment_bytes: not read
 
 _SLOT = timedelta(seconds=NOMINAL_SEGMENT_SECONDS)
 

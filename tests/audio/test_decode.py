@@ -91,11 +91,12 @@ def test_real_segments_decode_mono_and_stereo(hls_samples: Path) -> None:
         assert chunk.samples.shape == (1, chunk.frames)
         assert chunk.samples.dtype == np.float32
         assert chunk.sample_rate == RATE
-        # The segment's first frame starts 0..1 frame after its slot (the real nodes' PTS are
-        # 1.4 s + 10 N + that); the dropped frame puts the chunk one frame later.
+        # The segment's first packet is 0..1 frame after the priming grid (the real nodes' PTS
+        # are 1.4 s + 10 N + that), which runs one frame before the slots: the packet starts at
+        # slot + lead - 1 frame, and the dropped frame puts the chunk at slot + lead.
         lead = round((first_pts_s(segment.data) - 1.4 - 10 * segment.ref.number) * RATE)
         assert 0 <= lead < FRAME
-        assert chunk.start_utc == segment.start_utc + at_samples(lead + FRAME)
+        assert chunk.start_utc == segment.start_utc + at_samples(lead)
         assert chunk.source_offset_s == FRAME / RATE
         assert chunk.gap_before is True
         assert chunk.source == segment.ref
@@ -108,8 +109,8 @@ def test_segment_zero_drops_the_priming_and_starts_at_its_nominal_time(synthetic
     _, datas = synthetic
     segments = as_segments(datas)
     chunk = ContinuousDecoder().feed(segments[0])[0]
-    assert aac_packets(datas[0]) == 470  # priming + 469 frames
-    assert chunk.frames == 469 * FRAME
+    assert aac_packets(datas[0]) == 469  # priming + 468 frames
+    assert chunk.frames == 468 * FRAME
     assert chunk.start_utc == segments[0].start_utc
     # Sample i of the chunk is input sample i: the priming frame is gone, nothing else.
     assert locate(chunk.samples[0], chirp()) == FIRST_CHIRP
@@ -148,9 +149,9 @@ def test_chirp_timing_in_a_run_started_mid_stream_is_exact(synthetic) -> None:
     signal, datas = synthetic
     segments = as_segments(datas)
     truth = segments[0].start_utc + timedelta(seconds=SECOND_CHIRP / RATE)
-    # Segment 1's first frame begins after its nominal start by less than one frame.
+    # Segment 1's first frame begins before its nominal start by up to one frame.
     offset = segment_first_samples(signal.shape[1])[1] - 480_000
-    assert 0 < offset < FRAME
+    assert -FRAME <= offset < 0
 
     def error(settings: DecoderSettings) -> float:
         chunks = ContinuousDecoder(settings).feed_all(segments[1:])
@@ -163,9 +164,10 @@ def test_chirp_timing_in_a_run_started_mid_stream_is_exact(synthetic) -> None:
     # A run started at segment 2 has the timeline of a run from segment 0 (live = replay).
     late = ContinuousDecoder().feed_all(segments[2:])[0]
     whole = ContinuousDecoder().feed_all(segments)[2]
-    assert late.start_utc == whole.start_utc + at_samples(FRAME)
-    # Without them, the frame is taken to start at the slot: early by less than one frame.
-    assert abs(error(DecoderSettings(ts_origin_s=None)) + offset) <= 1
+    assert samples_between(whole.start_utc, late.start_utc, RATE) == FRAME
+    # Without them, the first packet is taken to start a frame before the slot: early by less
+    # than one frame.
+    assert abs(error(DecoderSettings(ts_origin_s=None)) + offset + FRAME) <= 1
 
 
 def test_a_run_goes_on_across_the_33_bit_timestamp_wrap() -> None:
@@ -179,14 +181,14 @@ def test_a_run_goes_on_across_the_33_bit_timestamp_wrap() -> None:
     chunks = decoder.feed_all(segments[1:4])
     assert decoder.runs_started == 1 and [c.gap_before for c in chunks] == [True, False, False]
     for before, after in itertools.pairwise(chunks):
-        assert after.start_utc == before.start_utc + at_samples(before.frames)
+        assert samples_between(before.start_utc, after.start_utc, RATE) == before.frames
     # Runs are placed from the (wrapped) timestamps, to the sample, on either side.
     starts = segment_first_samples(signal.shape[1])
     lead = starts[1] - 480_000
     assert chunks[0].start_utc == segments[1].start_utc + at_samples(lead + FRAME)
     [late] = ContinuousDecoder().feed(segments[3])
     lead = starts[3] - 3 * 480_000
-    assert 0 < lead < FRAME
+    assert -FRAME <= lead < 0
     assert late.start_utc == segments[3].start_utc + at_samples(lead + FRAME)
     assert pts_difference(1.0, PTS_WRAP_S - 1.0) == pytest.approx(2.0)
     assert pts_difference(PTS_WRAP_S - 1.0, 1.0) == pytest.approx(-2.0)
@@ -195,12 +197,13 @@ def test_a_run_goes_on_across_the_33_bit_timestamp_wrap() -> None:
 def test_timestamps_off_the_grid_fall_back_to_the_slot_start(synthetic) -> None:
     _, datas = synthetic
     segments = as_segments(datas)
-    # Told the origin is 0.5 s off, the decoder does not trust the PTS for timing.
+    # Told the origin is 0.5 s off, the decoder does not trust the PTS for timing: the first
+    # packet is taken to start one frame (the priming grid) before the slot, and is dropped.
     [chunk] = ContinuousDecoder(DecoderSettings(ts_origin_s=0.9)).feed(segments[1])
-    assert chunk.start_utc == segments[1].start_utc + at_samples(FRAME)
-    # PROGRAM-DATE-TIME timing is used as given.
+    assert chunk.start_utc == segments[1].start_utc
+    # PROGRAM-DATE-TIME timing is used as given (the stamp counts from the priming packet).
     pdt = replace(segments[1], timing_source="program-date-time")
-    assert ContinuousDecoder().feed(pdt)[0].start_utc == pdt.start_utc + at_samples(FRAME)
+    assert ContinuousDecoder().feed(pdt)[0].start_utc == pdt.start_utc
 
 
 def test_dead_channel_does_not_halve_the_level() -> None:
@@ -408,13 +411,15 @@ def test_synthetic_segments_look_like_the_nodes(synthetic) -> None:
             packets = [p for p in container.demux(audio=0) if p.size]
         frames.append(len(packets))
         first_pts.append(float(packets[0].pts * packets[0].time_base))
-    assert frames[1:3] == [469, 469] and frames[0] == 470  # + the priming frame
+    assert frames[1:3] == [469, 469] and frames[0] == 469  # the priming frame + 468
     assert all(468 <= n <= 470 for n in frames[:-1])
-    # Timestamps run on across files, offset like the nodes' muxer (segment N ≈ 10 N + 1.4 s).
+    # Timestamps run on across files, offset like the nodes' muxer: the priming packet at
+    # 1.4 s, segment N's first packet at 1.4 s + 10 N + 0..1 frame, as in the real segments.
+    assert first_pts[0] == pytest.approx(1.4, abs=1e-6)
     for number, pts in enumerate(first_pts[1:], start=1):
-        assert abs(pts - (10 * number + 1.4)) < 0.03
+        assert 0 <= pts - (10 * number + 1.4) < FRAME / RATE
     starts = segment_first_samples(signal.shape[1])
-    assert [round(pts - 1.4, 6) for pts in first_pts[1:]] == [
+    assert [round(pts - 1.4 - FRAME / RATE, 6) for pts in first_pts[1:]] == [
         round(s / RATE, 6) for s in starts[1:]
     ]
 
@@ -428,4 +433,5 @@ def test_a_run_that_begins_with_a_one_frame_segment(synthetic) -> None:
     # chunk (segment 2) still says a run starts there.
     assert [c.source.number for c in out] == [2, 3, 4]
     assert [c.gap_before for c in out] == [True, False, False]
-    assert out[0].start_utc == segments[0].start_utc + timedelta(microseconds=21333)
+    # (their PTS are off the 10 s grid: segment 1's packet is taken a frame before its slot)
+    assert out[0].start_utc == segments[0].start_utc

@@ -100,13 +100,13 @@ def test_fetch_writes_the_range_with_gaps_and_provenance(
     [broken] = side["segment_gaps"]
     assert broken["key"].endswith("live002.ts") and broken["reason"].startswith("undecodable")
     [silence] = side["gaps"]
-    # From the end of segment 1's audio (469 frames after 12:00:12.005333) to the restart of
-    # the decoder one frame into segment 3, whose first frame starts at input sample
-    # 1407 × 1024 (12:00:32.016, from its PTS): 12:00:32.016 + 1024 samples.
-    assert silence["start_utc"] == "2024-06-07T12:00:22.010667Z"
-    assert silence["end_utc"] == "2024-06-07T12:00:32.037333Z"
+    # From the end of segment 1's audio (segment 2 starts at input sample 937 × 1024,
+    # 12:00:21.989333) to the restart of the decoder one frame into segment 3, whose first
+    # frame starts at input sample 1406 × 1024 (12:00:31.994667, from its PTS): 12:00:32.016.
+    assert silence["start_utc"] == "2024-06-07T12:00:21.989333Z"
+    assert silence["end_utc"] == "2024-06-07T12:00:32.016000Z"
     assert silence["reason"].startswith("undecodable")
-    lo, hi = round(17.010667 * RATE), round(27.037333 * RATE)
+    lo, hi = round(16.989333 * RATE), round(27.016 * RATE)
     assert not audio[0, lo + 1 : hi - 1].any()
     assert audio[0, : lo - 1].std() > 0.005 and audio[0, hi + 1 :].std() > 0.005
     assert side["audio_samples"] == 30 * RATE - (hi - lo)
@@ -124,10 +124,12 @@ def test_fetch_as_wav_around_missing_segments(moto_server, bucket_name, segment_
     side = json.loads((tmp_path / "y.wav.json").read_text())
     assert side["channel_policy"] == "mix"
     [tail] = side["gaps"]
-    assert tail["start_utc"] == "2024-06-07T12:00:12.005333Z"
+    # segment 0's audio is 468 frames (9.984 s): like the nodes', it ends up to a frame
+    # before its slot does, where segment 1's first frame would begin
+    assert tail["start_utc"] == "2024-06-07T12:00:11.984000Z"
     assert tail["end_utc"] == "2024-06-07T12:00:35.000000Z"
-    assert tail["duration_s"] == pytest.approx(22.994667, abs=1e-6)
-    assert not audio[0, round(7.006 * RATE) :].any()
+    assert tail["duration_s"] == pytest.approx(23.016, abs=1e-6)
+    assert not audio[0, round(6.985 * RATE) :].any()
 
 
 def test_fetch_with_no_audio_fails_cleanly(moto_server, bucket_name, tmp_path) -> None:
@@ -143,7 +145,8 @@ def test_fetch_refuses_bad_arguments(moto_server, bucket_name, tmp_path) -> None
         fetch(moto_server.endpoint_url, bucket_name, tmp_path / "x.wav", "--channel-policy", "left")
         == 2
     )
-    assert fetch(moto_server.endpoint_url, "no-such-bucket-here", tmp_path / "x.wav") == 1
+    # a missing bucket is a configuration error (issue 13): exit 2, like a bad argument
+    assert fetch(moto_server.endpoint_url, "no-such-bucket-here", tmp_path / "x.wav") == 2
     assert list(tmp_path.iterdir()) == []
 
 

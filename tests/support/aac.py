@@ -5,9 +5,12 @@ consecutive MPEG-TS files whose timestamps run on across files (as the nodes' ff
 hls muxers do), so decoding the files back to back with one decoder equals a continuous decode.
 
 Timeline: input sample 0 of ``signal`` is the stream's time zero. The encoder's first packet is
-the 1024-sample priming frame (pts -1024); it goes into segment 0. Segment k holds the packets
-whose frame starts (pts, in samples) fall in ``[k, k+1) × segment_seconds`` — so, like the real
-ones, segments hold a whole number of 1024-sample frames (468 or 469 for 10 s at 48 kHz).
+the 1024-sample priming frame (pts -1024); it goes into segment 0. As ffmpeg does for the nodes
+(its muxers shift the first packet to time 0, the MPEG-TS muxer adds 1.4 s, the segmenter cuts
+by time since the first packet), the priming packet has PTS 1.4 s and segment k holds the
+packets whose PTS falls in ``1.4 s + [k, k+1) × segment_seconds`` — so a segment's first frame
+starts up to one frame *before* time zero + 10 k, and, like the real ones, segments hold a whole
+number of 1024-sample frames (468 or 469 for 10 s at 48 kHz).
 """
 
 from __future__ import annotations
@@ -33,20 +36,23 @@ def encode_segments(
     segment_seconds: float = 10.0,
     bitrate: int = 72_000,
     first_number: int = 0,
+    ts_offset_s: float = TS_OFFSET_SECONDS,
 ) -> list[bytes]:
     """Encode ``signal`` (float32, (channels, n), channels 1 or 2) into MPEG-TS segment files.
 
     ``first_number``: the files are segments ``first_number, …`` of their folder (their
-    timestamps are those of a folder that began ``first_number`` segments earlier)."""
+    timestamps are those of a folder that began ``first_number`` segments earlier).
+    ``ts_offset_s``: the priming packet's PTS (ffmpeg's 1.4 s, give or take a few samples)."""
     packets, extradata, layout = _encode(signal, sample_rate, bitrate)
     per_segment = round(segment_seconds * sample_rate)
     groups: list[list[tuple[bytes, int, int]]] = []
     for data, pts, duration in packets:
-        index = max(pts, 0) // per_segment
+        index = (pts + FRAME_SAMPLES) // per_segment  # time since the priming packet
         while len(groups) <= index:
             groups.append([])
         groups[index].append((data, pts, duration))
-    offset = round((TS_OFFSET_SECONDS + first_number * segment_seconds) * sample_rate)
+    offset = round((ts_offset_s + first_number * segment_seconds) * sample_rate)
+    offset += FRAME_SAMPLES  # the priming packet (pts -1024) at TS_OFFSET_SECONDS
     return [_mux(group, extradata, layout, sample_rate, offset) for group in groups if group]
 
 
@@ -54,13 +60,14 @@ def segment_first_samples(
     n_samples: int, sample_rate: int = 48000, segment_seconds: float = 10.0
 ) -> list[int]:
     """Input-sample index of the first (non-priming) frame of each segment ``encode_segments``
-    makes from ``n_samples`` samples. Segment 0 starts at 0 (its priming frame precedes it)."""
+    makes from ``n_samples`` samples. Segment 0 starts at 0 (its priming frame precedes it);
+    segment k ≥ 1 up to one frame before ``k × segment_seconds``."""
     per_segment = round(segment_seconds * sample_rate)
     frames = -(-n_samples // FRAME_SAMPLES) + 1  # the encoder flushes one frame past the end
     starts: dict[int, int] = {}
     for frame in range(frames):
         pts = frame * FRAME_SAMPLES
-        starts.setdefault(pts // per_segment, pts)
+        starts.setdefault((pts + FRAME_SAMPLES) // per_segment, pts)
     return [starts[k] for k in sorted(starts)]
 
 
