@@ -35,7 +35,7 @@ from monitor.health.http import HealthServer
 from monitor.health.logs import get_logger
 from monitor.health.metrics import Metrics
 from monitor.health.observer import FollowerHealthObserver
-from monitor.ingest.s3 import S3Store, open_store
+from monitor.ingest.s3 import S3BucketMissing, S3Store, open_store
 from monitor.publish.fanout import Fanout
 from monitor.publish.output import Output
 from monitor.publish.websocket import WebsocketOutput
@@ -191,8 +191,13 @@ class Daemon:
                     )
                 code = await self._run_feeds(stop, config.supervisor)
         except Exception as error:
-            log.error("daemon failed", error=f"{type(error).__name__}: {error}", exc_info=error)
-            code = 1
+            missing = _bucket_missing(error)
+            if missing is not None:
+                log.error("cannot read the bucket", error=str(missing))
+                code = 2
+            else:
+                log.error("daemon failed", error=f"{type(error).__name__}: {error}", exc_info=error)
+                code = 1
         finally:
             closing = asyncio.get_running_loop().time()
             await self.fanout.close()
@@ -325,6 +330,7 @@ class Daemon:
                         health,
                         on_crash=self._crashed,
                         stop=stop,
+                        fatal=(S3BucketMissing,),
                     ),
                     name=f"feed-{node}",
                 )
@@ -402,3 +408,14 @@ async def serve_until_signalled(daemon: Daemon) -> int:
     finally:
         for signum in signals:
             loop.remove_signal_handler(signum)
+
+
+def _bucket_missing(error: BaseException) -> S3BucketMissing | None:
+    """The missing-bucket error inside ``error`` (the feeds' task group wraps it), if any."""
+    if isinstance(error, S3BucketMissing):
+        return error
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            if (found := _bucket_missing(inner)) is not None:
+                return found
+    return None

@@ -61,9 +61,11 @@ async def supervise(
     on_crash: Callable[[str, BaseException], None] | None = None,
     rng: random.Random | None = None,
     stop: asyncio.Event | None = None,
+    fatal: tuple[type[Exception], ...] = (),
 ) -> None:
     """Run ``run_once`` until it returns; restart it when it raises. A set ``stop`` ends the
-    wait between restarts (the daemon is shutting down)."""
+    wait between restarts (the daemon is shutting down). A ``fatal`` error is a configuration
+    fault no restart can mend: it is raised to the caller instead."""
     rng = rng or random.Random()
     attempt = 0
     while True:
@@ -73,6 +75,9 @@ async def supervise(
         try:
             await run_once()
         except asyncio.CancelledError:
+            raise
+        except fatal:
+            health.state = "finished"
             raise
         except Exception as error:
             if time.monotonic() - started >= settings.reset_after_s:

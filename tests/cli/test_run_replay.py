@@ -122,3 +122,14 @@ def test_a_replay_of_a_day_with_20_s_of_audio_reports_20_s(
     [summary] = [line for line in capsys.readouterr().err.splitlines() if "replayed" in line]
     seconds = float(summary.split()[1])
     assert 15 <= seconds <= 21, summary
+
+
+@pytest.mark.parametrize("command", ["run", "replay"])
+def test_a_missing_bucket_exits_2_with_one_line_instead_of_restarting_the_feed(
+    config: Path, command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["run", "--config", str(config)] if command == "run" else replay_args(config)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "cannot read the bucket" in err and "no-such-bucket" in err
+    assert "restarting" not in err and "Traceback" not in err
