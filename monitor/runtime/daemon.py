@@ -40,6 +40,7 @@ from monitor.publish.fanout import Fanout
 from monitor.publish.output import Output
 from monitor.publish.websocket import WebsocketOutput
 from monitor.runtime import modes, wiring
+from monitor.runtime.locks import ExclusiveLock, LockBusy, lock_spool, lock_state_dir
 from monitor.runtime.modes import FeedSource, LiveMode, Mode, ReplayMode
 from monitor.runtime.pipeline import (
     Decoding,
@@ -50,7 +51,6 @@ from monitor.runtime.pipeline import (
 )
 from monitor.runtime.resume import FeedStateFile, ResumePoint, StateError
 from monitor.runtime.settings import DaemonSettings
-from monitor.runtime.state_lock import StateDirBusy, StateDirLock
 from monitor.runtime.supervisor import SupervisorSettings, TaskHealth, supervise
 from monitor.timebase import utc_now
 
@@ -145,16 +145,21 @@ class Daemon:
         return None if self.health_server is None else self.health_server.port
 
     async def run(self, stop: asyncio.Event) -> int:
-        directory = self.config.state.dir
+        locks: list[ExclusiveLock] = []
         try:
-            lock = None if directory is None else StateDirLock.acquire(Path(directory))
-        except (StateDirBusy, OSError) as error:
-            log.error("cannot use the state directory", error=str(error))
+            if self.config.state.dir is not None:
+                locks.append(lock_state_dir(Path(self.config.state.dir)))
+            if self.config.outputs.redis:
+                locks.append(lock_spool(Path(self.config.redis.spool_path)))
+        except (LockBusy, OSError) as error:
+            for lock in locks:
+                lock.release()
+            log.error("cannot use the state directory or the spool", error=str(error))
             return 2
         try:
             return await self._run(stop)
         finally:
-            if lock is not None:
+            for lock in locks:
                 lock.release()
 
     async def _run(self, stop: asyncio.Event) -> int:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from monitor.cli.main import main
+from monitor.runtime.locks import lock_spool, lock_state_dir
 from monitor.runtime.resume import state_path
-from monitor.runtime.state_lock import StateDirLock
 from tests.support.e2e import config_toml
 from tests.support.pipeline import tiny_checkpoint
 from tests.support.synthetic_node import synthetic_node
@@ -94,7 +94,7 @@ def test_a_replay_that_cannot_load_its_models_reports_no_replayed_audio(
 def test_a_second_daemon_on_the_same_state_directory_exits_2(
     config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
 ) -> None:
-    held = StateDirLock.acquire(tmp_path / "state")  # as a running daemon holds it
+    held = lock_state_dir(tmp_path / "state")  # as a running daemon holds it
     try:
         args = ["run", "--config", str(config)] if command == "run" else replay_args(config)
         assert main(args) == 2
@@ -133,3 +133,19 @@ def test_a_missing_bucket_exits_2_with_one_line_instead_of_restarting_the_feed(
     err = capsys.readouterr().err
     assert "cannot read the bucket" in err and "no-such-bucket" in err
     assert "restarting" not in err and "Traceback" not in err
+
+
+def test_a_second_daemon_on_the_same_redis_spool_exits_2(
+    moto_server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "with-redis.toml"
+    text = cli_config(tmp_path, moto_server.endpoint_url, "no-such-bucket").read_text()
+    config.write_text(text.replace("redis = false", "redis = true", 1))
+    spool = tmp_path / "spool" / "redis.sqlite3"
+    held = lock_spool(spool)  # another daemon, with a state dir of its own, drains this spool
+    try:
+        assert main(["run", "--config", str(config)]) == 2
+    finally:
+        held.release()
+    err = capsys.readouterr().err
+    assert "in use by another hydromon" in err and str(spool) in err
