@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 CONFIG ?= config/default.toml
 ARGS ?=
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup run test lint bench bench-detector default-model clean
 
 setup: $(VENV)/.installed
 
@@ -30,6 +30,15 @@ lint: setup
 bench: setup
 	$(PY) bench/decode.py
 	$(PY) bench/models.py
+
+# Bench the detector's generalisation (leave one call type out, held-out background).
+bench-detector: setup
+	HF_HUB_OFFLINE=1 $(PY) bench/detector.py $(ARGS)
+
+# The embedded default detector (models/default), from the repo's own open audio; fixed seeds.
+default-model: setup
+	HF_HUB_OFFLINE=1 $(PY) -m training.default_model --config config/training.toml \
+		--out runs/default-model --install models/default $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -37,6 +37,9 @@ class Bundle:
     denoiser_path: Path | None
     denoiser_sample_rate: int | None
     metrics: dict[str, Any] = field(default_factory=dict)
+    # The event rules the evaluation chose (events.min_positive_windows, events.quiet_s); empty
+    # for bundles that leave them to the config.
+    events: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)  # relative path → sha256
 
@@ -44,7 +47,8 @@ class Bundle:
 def config_values(bundle: Bundle) -> dict[str, Any]:
     """The monitor's settings a bundle decides, by dotted config path: what
     ``hydromon run --model-bundle DIR`` applies (under any explicit ``--set``)."""
-    return {
+    events = {f"events.{key}": value for key, value in bundle.events.items()}
+    return events | {
         "classifier.source": str(bundle.classifier_dir),
         "classifier.target_labels": list(bundle.target_labels),
         "classifier.thresholds": dict(bundle.thresholds),
@@ -148,6 +152,23 @@ def _check_classifier(
         )
 
 
+EVENT_KEYS = {"min_positive_windows": int, "quiet_s": float}
+
+
+def _check_events(events: dict[str, Any], folder: Path) -> None:
+    for key, value in events.items():
+        kind = EVENT_KEYS.get(key)
+        if kind is None:
+            raise BundleError(
+                f"{folder}: {MANIFEST} events.{key} is not an event rule a bundle sets "
+                f"(known: {', '.join(sorted(EVENT_KEYS))})"
+            )
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise BundleError(f"{folder}: {MANIFEST} events.{key} must be > 0, not {value!r}")
+        if kind is int and not isinstance(value, int):
+            raise BundleError(f"{folder}: {MANIFEST} events.{key} must be an integer")
+
+
 def load_bundle(path: str | Path) -> Bundle:
     """Read and verify a bundle: format version, required fields, labels vs thresholds, and the
     checksum of every file (missing, changed or unlisted files are refused)."""
@@ -191,6 +212,8 @@ def load_bundle(path: str | Path) -> Bundle:
     if window_s <= 0 or hop_s <= 0:
         raise BundleError(f"{folder}: window_s and hop_s must be positive")
     _check_rates(rates, has_denoiser, folder)
+    events = dict(_need(manifest, "events", dict, folder, {}))
+    _check_events(events, folder)
     _check_classifier(classifier_dir, labels, rates["classifier"], window_s, folder)
     return Bundle(
         path=folder,
@@ -205,6 +228,7 @@ def load_bundle(path: str | Path) -> Bundle:
         denoiser_path=folder / DENOISER_FILE if has_denoiser else None,
         denoiser_sample_rate=int(rates["denoiser"]) if has_denoiser else None,
         metrics=dict(_need(manifest, "metrics", dict, folder, {})),
+        events=events,
         provenance=dict(_need(manifest, "provenance", dict, folder, {})),
         files=dict(listed),
     )

@@ -1,8 +1,9 @@
 """Step 8: export a model bundle the daemon can load (``hydromon run --model-bundle DIR``):
 ``<out>/bundle/`` with ``classifier/`` (HF format), ``denoiser.pk`` when the chosen model was
 evaluated on denoised audio, and ``bundle.json`` (format version, labels, thresholds from the
-evaluation, window/hop, sample rates, metrics, provenance, sha256 of every file). The bundle is
-built in a staging folder, renamed into place, then verified with ``models.bundle.load_bundle``."""
+evaluation, window/hop, the event rules an event-level evaluation chose, sample rates, metrics,
+provenance, sha256 of every file). The bundle is built in a staging folder, renamed into place,
+then verified with ``models.bundle.load_bundle``."""
 
 from __future__ import annotations
 
@@ -95,7 +96,8 @@ def run_export(
         "thresholds": {label: chosen["thresholds"][label]["threshold"] for label in targets},
         "threshold_basis": {label: chosen["thresholds"][label] for label in targets},
         "window_s": params.window_seconds,
-        "hop_s": settings.hop_s,
+        "hop_s": float(chosen.get("hop_s", settings.hop_s)),
+        "events": dict(chosen.get("events", {})),
         "sample_rates": rates,
         "metrics": {k: v for k, v in chosen.items() if k not in ("scores",)}
         | {"model": settings.model},

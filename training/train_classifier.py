@@ -26,7 +26,8 @@ from transformers import ASTFeatureExtractor, ASTForAudioClassification
 
 from models.classifier.features import FeatureExtractor, FeatureParams
 from training.ast_source import save_checkpoint, start_model
-from training.audio import load_mono_fixed
+from training.audio import load_mono, load_mono_fixed
+from training.augment import MixSettings, WindowMixer
 from training.cli_support import step_command
 from training.corruption import mix_at_snr, uniform
 from training.device import pick_device
@@ -58,6 +59,19 @@ class TrainClassifierSettings:
     noise_mix_prob: float = 0.3
     noise_snr_db: tuple[float, float] = (0.0, 20.0)
     early_stop_patience: int = 4  # epochs without a better validation macro-F1
+    # > 0: each epoch is this many windows made by training.augment from the manifest's
+    # recordings (calls mixed into backgrounds, hum, hard negatives) instead of its fixed clips.
+    mix_windows_per_epoch: int = 0
+    hum_labels: tuple[str, ...] = ("hum",)  # noise rows used as hum backgrounds
+    hard_negative_labels: tuple[str, ...] = ("orca_call",)  # noise rows mixed in as sounds
+    call_snr_db: tuple[float, float] = (-5.0, 20.0)
+    pitch_octaves: float = 0.5
+    stretch: tuple[float, float] = (0.75, 1.33)
+    eq_prob: float = 0.5
+    hum_prob: float = 0.2
+    gain_db: tuple[float, float] = (-6.0, 6.0)
+    hard_negative_fraction: float = 0.25
+    synthetic_fraction: float = 0.0
     amp: bool = True  # bf16 autocast on CUDA
     device: str = "auto"
     seed: int = 1234
@@ -94,6 +108,36 @@ class ClipSet:
         length = params.window_samples
         waves = [load_mono_fixed(clip.path, params.sampling_rate, length) for clip in clips]
         self.waves = torch.from_numpy(np.stack(waves)) if waves else torch.zeros(0, length)
+
+
+def window_mixer(
+    clips: list[Clip], params: FeatureParams, settings: TrainClassifierSettings
+) -> WindowMixer:
+    """The recordings of the training split as mixing sources (whole files, any length)."""
+    rate = params.sampling_rate
+
+    def waves(keep: Callable[[Clip], bool]) -> list[torch.Tensor]:
+        return [torch.from_numpy(load_mono(c.path, rate)) for c in clips if keep(c)]
+
+    special = {*settings.hum_labels, *settings.hard_negative_labels}
+    return WindowMixer(
+        calls=waves(lambda c: c.binary == 1),
+        backgrounds=waves(lambda c: c.binary == 0 and c.label not in special),
+        hard_negatives=waves(lambda c: c.binary == 0 and c.label in settings.hard_negative_labels),
+        hum_backgrounds=waves(lambda c: c.binary == 0 and c.label in settings.hum_labels),
+        rate=rate,
+        length=params.window_samples,
+        settings=MixSettings(
+            hard_negative_fraction=settings.hard_negative_fraction,
+            call_snr_db=settings.call_snr_db,
+            pitch_octaves=settings.pitch_octaves,
+            stretch=settings.stretch,
+            eq_prob=settings.eq_prob,
+            hum_prob=settings.hum_prob,
+            gain_db=settings.gain_db,
+            synthetic_fraction=settings.synthetic_fraction,
+        ),
+    )
 
 
 def balanced_order(targets: torch.Tensor, count: int, generator: torch.Generator) -> torch.Tensor:
@@ -186,7 +230,11 @@ def run_train_classifier(
     model.to(device)
     params = FeatureParams.from_extractor(extractor)
     features = FeatureExtractor(params).to(device)
-    train = ClipSet(train_clips, labels, params, settings)
+    mixing = settings.mix_windows_per_epoch > 0
+    if mixing and settings.task != "binary":
+        raise ValueError('[train_classifier] mix_windows_per_epoch needs task = "binary"')
+    mixer = window_mixer(train_clips, params, settings) if mixing else None
+    train = ClipSet([] if mixing else train_clips, labels, params, settings)
     val_clips = [c for c in clips if c.split == "val" and target_of(c, settings) in labels]
     val = ClipSet(val_clips, labels, params, settings)
     noise = train.waves[train.targets == 0]
@@ -218,7 +266,8 @@ def run_train_classifier(
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return nullcontext()
 
-    steps = math.ceil(len(train_clips) / settings.batch_size)
+    examples = settings.mix_windows_per_epoch if mixing else len(train_clips)
+    steps = math.ceil(examples / settings.batch_size)
     for epoch in tqdm(
         range(state["epoch"] + 1, settings.epochs + 1), desc="train-classifier", unit="epoch"
     ):
@@ -226,7 +275,9 @@ def run_train_classifier(
             run.log("early_stop", epoch=epoch, best_epoch=state["best_epoch"])
             break
         generator = torch.Generator().manual_seed(settings.seed * 1000 + epoch)
-        if settings.balance == "sampler":
+        if mixing:
+            order = torch.arange(steps * settings.batch_size)
+        elif settings.balance == "sampler":
             order = balanced_order(train.targets, steps * settings.batch_size, generator)
         else:
             order = torch.randperm(len(train_clips), generator=generator)
@@ -234,13 +285,17 @@ def run_train_classifier(
         losses = []
         for start in range(0, len(order), settings.batch_size):
             batch = order[start : start + settings.batch_size]
-            waves = augment_waves(train.waves[batch], noise, settings, generator)
+            if mixer is not None:
+                waves, targets = mixer.batch(len(batch), generator)
+            else:
+                waves = augment_waves(train.waves[batch], noise, settings, generator)
+                targets = train.targets[batch]
             feats = features(waves.to(device))
             if settings.spec_augment:
                 feats = spec_augment(feats)
             with autocast():
                 logits = model(input_values=feats).logits.float()
-            loss = F.cross_entropy(logits, train.targets[batch].to(device), weight=class_weights)
+            loss = F.cross_entropy(logits, targets.to(device), weight=class_weights)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()

@@ -60,9 +60,10 @@ def test_defaults_are_the_orcasound_setup() -> None:
     assert config.events.thresholds == {"Whale vocalization": 0.5}
 
 
-def test_default_toml_is_the_defaults_plus_a_state_dir() -> None:
-    config = load_config(DEFAULT_TOML, env={})
+def test_default_toml_is_the_defaults_plus_a_state_dir_and_the_embedded_bundle() -> None:
+    config = load_config(DEFAULT_TOML, env={}, overrides=[parse_set("classifier.bundle=")])
     assert config == replace(Config(), state=StateSettings(dir=Path("var/state")))
+    assert load_config(DEFAULT_TOML, env={}).classifier.bundle == Path("models/default")
     assert all(feed.enabled for feed in config.feeds)
     assert config.feed("rpi_orcasound_lab").display_name == "Orcasound Lab"
 

@@ -91,6 +91,8 @@ def test_show_nested_overrides_and_derived_settings() -> None:
         "config/default.toml",
         "--set",
         "follower.timing.precedence=number",
+        "--set",
+        "classifier.bundle=",  # the AudioSet labels, whose thresholds follow default_threshold
         env={"HYDROMON_FOLLOWER__ARCHIVE__PREFETCH": "2", "HYDROMON_DECODER__CHANNEL_POLICY": "1"},
     )
     assert done.returncode == 0, done.stderr

@@ -49,6 +49,7 @@ def test_unknown_and_mistyped_settings_are_named(tmp_path: Path) -> None:
 
 
 def test_default_training_config_is_valid() -> None:
+    from training.default_model import DefaultModelSettings
     from training.evaluate import EvaluateSettings
     from training.export import ExportSettings
     from training.fetch import FetchSettings
@@ -63,6 +64,7 @@ def test_default_training_config_is_valid() -> None:
         "noise_refine": NoiseRefineSettings,
         "train_denoiser": TrainDenoiserSettings,
         "train_classifier": TrainClassifierSettings,
+        "default_model": DefaultModelSettings,
         "evaluate": EvaluateSettings,
         "export": ExportSettings,
     }
