@@ -7,11 +7,12 @@ Imports only the standard library (the daemon loads this with only torch-side de
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from models.fileio import sha256_file
 
 BUNDLE_FORMAT = 1
 MANIFEST = "bundle.json"
@@ -52,11 +53,6 @@ def config_values(bundle: Bundle) -> dict[str, Any]:
         "windows.length_s": bundle.window_s,
         "windows.hop_s": bundle.hop_s,
     }
-
-
-def sha256_file(path: Path) -> str:
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def bundle_files(folder: Path) -> dict[str, str]:
