@@ -31,6 +31,7 @@ from botocore.exceptions import (
     ResponseStreamingError,
 )
 
+from monitor.backoff import backoff_delay
 from monitor.health.logs import get_logger
 
 log = get_logger(__name__)
@@ -154,11 +155,6 @@ class RequestStats:
     not_found: int = 0
 
 
-def backoff_delay(attempt: int, base_s: float, max_s: float, rng: random.Random) -> float:
-    """Full jitter: uniform in [0, min(max, base·2^attempt)] (attempt counts from 0)."""
-    return rng.uniform(0.0, min(max_s, base_s * (2.0**attempt)))
-
-
 def _utc(moment: datetime | None) -> datetime | None:
     return None if moment is None else moment.astimezone(UTC)
 
@@ -231,7 +227,10 @@ class S3Store:
                 ) from last
             self.stats.retries += 1
             delay = backoff_delay(
-                attempt - 1, self.settings.backoff_base_s, self.settings.backoff_max_s, self._rng
+                attempt - 1,
+                base_s=self.settings.backoff_base_s,
+                max_s=self.settings.backoff_max_s,
+                rng=self._rng,
             )
             log.warning("s3_retry", op=what, key=key, attempt=attempt, delay_s=round(delay, 3))
             await asyncio.sleep(delay)

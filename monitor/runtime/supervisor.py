@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from monitor.backoff import backoff_delay
 from monitor.health.logs import get_logger
 from monitor.timebase import utc_now
 
@@ -43,15 +44,6 @@ class TaskHealth:
     next_retry_s: float | None = None
 
 
-def backoff_delay(attempt: int, settings: SupervisorSettings, rng: random.Random) -> float:
-    """Delay before restart number ``attempt`` (1-based)."""
-    base = min(
-        settings.max_backoff_s, settings.initial_backoff_s * settings.factor ** (attempt - 1)
-    )
-    spread = base * settings.jitter
-    return max(0.0, base + rng.uniform(-spread, spread))
-
-
 async def supervise(
     name: str,
     run_once: Callable[[], Awaitable[None]],
@@ -78,7 +70,14 @@ async def supervise(
             if time.monotonic() - started >= settings.reset_after_s:
                 attempt = 0
             attempt += 1
-            delay = backoff_delay(attempt, settings, rng)
+            delay = backoff_delay(
+                attempt - 1,
+                base_s=settings.initial_backoff_s,
+                max_s=settings.max_backoff_s,
+                rng=rng,
+                factor=settings.factor,
+                jitter=settings.jitter,
+            )
             health.state = "backoff"
             health.restarts += 1
             health.last_error = f"{type(error).__name__}: {error}"
