@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from models.fileio import sha256_file
+from models.thresholds import bad_thresholds
 
 BUNDLE_FORMAT = 1
 MANIFEST = "bundle.json"
@@ -177,7 +178,7 @@ def load_bundle(path: str | Path) -> Bundle:
             f"{folder}: target labels {list(targets)} must be classifier labels and each needs one "
             f"threshold (unknown {unknown}, thresholds for {sorted(thresholds)})"
         )
-    if any(not isinstance(v, int | float) or not 0.0 <= v <= 1.0 for v in thresholds.values()):
+    if bad_thresholds(thresholds):
         raise BundleError(f"{folder}: thresholds must be numbers in [0, 1]: {thresholds}")
     rates = _need(manifest, "sample_rates", dict, folder)
     classifier_dir = folder / CLASSIFIER_DIR

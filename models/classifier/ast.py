@@ -19,6 +19,7 @@ from transformers import ASTConfig, ASTFeatureExtractor, ASTForAudioClassificati
 from models.classifier.features import FeatureExtractor, FeatureParams
 from models.device import autocast_at
 from models.fileio import sha256_files
+from models.thresholds import bad_thresholds
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +236,7 @@ def _validate_thresholds(
         if missing:
             raise ClassifierLoadError(f"no threshold for target labels: {missing}")
         per_label = {t: float(thresholds[t]) for t in targets}
-    bad = {k: v for k, v in per_label.items() if not 0.0 <= v <= 1.0}
+    bad = bad_thresholds(per_label)
     if bad:
         raise ClassifierLoadError(f"thresholds must lie in [0, 1]: {bad}")
     return per_label

@@ -61,6 +61,14 @@ ChannelPolicy = Literal["auto", "mix"] | int
 Decoded = AudioChunk | SegmentGap
 
 
+def check_channel_policy(policy: object, name: str) -> None:
+    """Raise ``ValueError`` naming the setting unless ``policy`` is a ``ChannelPolicy``."""
+    if isinstance(policy, bool) or not (
+        policy in ("auto", "mix") or (isinstance(policy, int) and policy >= 0)
+    ):
+        raise ValueError(f'{name}: expected "auto", "mix" or a channel index ≥ 0, got {policy!r}')
+
+
 @dataclass(frozen=True, slots=True)
 class DecoderSettings:
     # "auto": average the live channels (a channel whose RMS is more than dead_channel_db below
@@ -75,13 +83,7 @@ class DecoderSettings:
     ts_origin_s: float | None = 1.4
 
     def __post_init__(self) -> None:
-        policy = self.channel_policy
-        if isinstance(policy, bool) or not (
-            policy in ("auto", "mix") or (isinstance(policy, int) and policy >= 0)
-        ):
-            raise ValueError(
-                f"bad channel_policy {policy!r}: use 'auto', 'mix' or a channel index ≥ 0"
-            )
+        check_channel_policy(self.channel_policy, "channel_policy")
         if self.dead_channel_db <= 0:
             raise ValueError(f"dead_channel_db must be > 0 dB, got {self.dead_channel_db}")
         if self.max_timestamp_jump_s <= 0:

@@ -52,6 +52,7 @@ from monitor.health.http import HttpSettings
 from monitor.inference.settings import EngineSettings
 from monitor.ingest.live import FollowerSettings
 from monitor.ingest.s3 import S3Settings
+from monitor.limits import describe_limits, within_limits
 from monitor.publish.fanout import FanoutSettings
 from monitor.publish.files import FileSettings
 from monitor.publish.redis import RedisSettings
@@ -311,21 +312,6 @@ def _describe(kind: Any) -> str:
     return getattr(kind, "__name__", str(kind))
 
 
-def _constraint(metadata: Mapping[str, Any]) -> str:
-    parts = []
-    if "gt" in metadata:
-        parts.append(f"> {metadata['gt']}")
-    if "min" in metadata and "max" in metadata:
-        parts.append(f"in {metadata['min']}..{metadata['max']}")
-    elif "min" in metadata:
-        parts.append(f"≥ {metadata['min']}")
-    elif "max" in metadata:
-        parts.append(f"≤ {metadata['max']}")
-    if "choices" in metadata:
-        parts.append("one of " + ", ".join(_show(c) for c in metadata["choices"]))
-    return " ".join(parts)
-
-
 def _is_union(kind: Any) -> bool:
     return typing.get_origin(kind) in (typing.Union, types.UnionType)
 
@@ -446,7 +432,7 @@ def _checked(
     """``_convert`` plus the field's metadata constraints, with the error message."""
     metadata = metadata or {}
     described = _describe(kind) if "choices" not in metadata else ""
-    wanted = " ".join(filter(None, [described, _constraint(metadata)]))
+    wanted = " ".join(filter(None, [described, describe_limits(metadata)]))
     try:
         converted = _convert(value, kind, path, sources)
     except _Mismatch:
@@ -454,19 +440,7 @@ def _checked(
         raise ConfigError(
             f"{path}: expected {wanted}, got {shown}{_source_note(path, sources, value)}"
         ) from None
-    if converted is None:
-        return None
-    if isinstance(converted, int | float) and not isinstance(converted, bool):
-        bad = (
-            ("gt" in metadata and not converted > metadata["gt"])
-            or ("min" in metadata and converted < metadata["min"])
-            or ("max" in metadata and converted > metadata["max"])
-        )
-    else:
-        bad = False
-    if "choices" in metadata and converted not in metadata["choices"]:
-        bad = True
-    if bad:
+    if not within_limits(converted, metadata):
         raise ConfigError(
             f"{path}: expected {wanted}, got {_show(value)}{_source_note(path, sources, value)}"
         )

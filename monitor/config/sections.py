@@ -7,7 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from monitor.audio.decode import ChannelPolicy
+from models.thresholds import bad_thresholds
+from monitor.audio.decode import ChannelPolicy, check_channel_policy
 from monitor.inference.stream_denoise import StreamDenoiseSettings
 
 
@@ -28,9 +29,8 @@ class ClassifierSettings:
 
 
 def check_thresholds(thresholds: dict[str, float]) -> None:
-    for label, value in thresholds.items():
-        if not 0.0 <= value <= 1.0:
-            raise ValueError(f'thresholds."{label}": expected a number in 0..1, got {value}')
+    for label, value in bad_thresholds(thresholds).items():
+        raise ValueError(f'thresholds."{label}": expected a number in 0..1, got {value}')
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,14 +71,8 @@ class FeedSettings:
         if not self.node:
             raise ValueError("node: expected a non-empty node name")
         check_thresholds(self.thresholds)
-        channel = self.channel
-        if channel is not None and (
-            isinstance(channel, bool)
-            or not (channel in ("auto", "mix") or (isinstance(channel, int) and channel >= 0))
-        ):
-            raise ValueError(
-                f'channel: expected "auto", "mix" or a channel index ≥ 0, got {channel!r}'
-            )
+        if self.channel is not None:
+            check_channel_policy(self.channel, "channel")
 
     @property
     def display_name(self) -> str:

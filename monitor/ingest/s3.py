@@ -33,6 +33,7 @@ from botocore.exceptions import (
 
 from monitor.backoff import backoff_delay
 from monitor.health.logs import get_logger
+from monitor.limits import check_limits
 
 log = get_logger(__name__)
 
@@ -71,14 +72,7 @@ class S3Settings:
     def __post_init__(self) -> None:
         if not self.bucket:
             raise ValueError("S3Settings.bucket must not be empty")
-        if self.max_attempts < 1:
-            raise ValueError(f"S3Settings.max_attempts must be >= 1, got {self.max_attempts}")
-        if self.backoff_base_s < 0 or self.backoff_max_s < 0:
-            raise ValueError("S3Settings backoff times must be >= 0")
-        if not 1 <= self.list_page_size <= 1000:
-            raise ValueError(
-                f"S3Settings.list_page_size must be 1..1000, got {self.list_page_size}"
-            )
+        check_limits(self)
 
 
 class S3Error(Exception):
