@@ -40,6 +40,7 @@ from models.bundle import BundleError, config_values, load_bundle
 from monitor.audio.decode import ChannelPolicy, DecoderSettings
 from monitor.audio.windows import WindowSettings
 from monitor.config.sections import (
+    NODE_NAME,
     ClassifierSettings,
     DenoiserSettings,
     FeedSettings,
@@ -411,8 +412,9 @@ def _convert(value: Any, kind: Any, path: str, sources: dict[str, str]) -> Any:
 
 
 def _item_path(path: str, value: Any, index: int) -> str:
-    if isinstance(value, dict) and isinstance(value.get("node"), str):
-        return f"{path}.{value['node']}"
+    node = value.get("node") if isinstance(value, dict) else None
+    if isinstance(node, str) and NODE_NAME.fullmatch(node) and node not in (".", ".."):
+        return f"{path}.{node}"
     return f"{path}[{index}]"
 
 

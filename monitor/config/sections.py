@@ -4,6 +4,8 @@ a component's own settings class (see docs/configuration.md)."""
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +57,21 @@ class LoggingSettings:
     json: bool = True  # JSON lines (the daemon's default); false: readable lines
 
 
+# A node name becomes an S3 prefix and part of file names (Raven tables, resume points), so it
+# is one plain path component: letters, digits, "_", "." and "-", and never "." or "..".
+NODE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def check_node(node: object, name: str = "node") -> str:
+    """``node`` if it is a usable node name; else ``ValueError`` naming the setting."""
+    if not isinstance(node, str) or not NODE_NAME.fullmatch(node) or node in (".", ".."):
+        raise ValueError(
+            f"{name}: expected a node name of letters, digits, _ . - (not . or ..), got "
+            f"{json.dumps(node, ensure_ascii=False)}"
+        )
+    return node
+
+
 @dataclass(frozen=True, slots=True)
 class FeedSettings:
     """One hydrophone: the S3 prefix (node) and what to tell people about it."""
@@ -68,8 +85,7 @@ class FeedSettings:
     channel: ChannelPolicy | None = None  # None: decoder.channel_policy
 
     def __post_init__(self) -> None:
-        if not self.node:
-            raise ValueError("node: expected a non-empty node name")
+        check_node(self.node)
         check_thresholds(self.thresholds)
         if self.channel is not None:
             check_channel_policy(self.channel, "channel")

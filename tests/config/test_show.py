@@ -9,7 +9,9 @@ import sys
 import tomllib
 from pathlib import Path
 
-from monitor.config.loader import Config, build, load_config
+import pytest
+
+from monitor.config.loader import Config, ConfigError, build, load_config, parse_set
 
 REPO = Path(__file__).resolve().parents[2]
 HYDROMON = Path(sys.executable).parent / "hydromon"
@@ -120,3 +122,23 @@ def test_show_redis_url_flag_turns_the_output_on_and_off() -> None:
     )
     assert off.returncode == 0, off.stderr
     assert json.loads(off.stdout)["outputs"]["redis"] is False  # the flag is over the env
+
+
+def test_a_node_name_that_is_a_path_is_refused_with_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "escape.toml"
+    config.write_text('[[feeds]]\nnode = "../../escaped"\n')
+    for command in (("config", "show"), ("run",)):
+        done = hydromon(*command, "--config", str(config), "--state-dir", str(tmp_path))
+        assert done.returncode == 2
+        assert done.stderr.count("\n") == 1, done.stderr
+        assert "feeds[0].node: expected a node name" in done.stderr
+        assert '"../../escaped"' in done.stderr
+    assert sorted(p.name for p in tmp_path.parent.iterdir() if "escaped" in p.name) == []
+
+
+def test_every_node_name_is_one_plain_path_component() -> None:
+    for bad in ("..", ".", "a/b", "a\\b", "", "nö", "a b"):
+        with pytest.raises(ConfigError, match="node: expected a node name"):
+            load_config(env={}, overrides=[parse_set(f"feeds.rpi_bush_point.node={bad}")])
+    renamed = load_config(env={}, overrides=[parse_set("feeds.rpi_bush_point.node=rpi.bush-2_b")])
+    assert "rpi.bush-2_b" in [feed.node for feed in renamed.feeds]
