@@ -41,11 +41,13 @@ from monitor.audio.decode import ChannelPolicy, DecoderSettings
 from monitor.audio.windows import WindowSettings
 from monitor.config.sections import (
     NODE_NAME,
+    AccessSettings,
     ClassifierSettings,
     DenoiserSettings,
     FeedSettings,
     LoggingSettings,
     OutputSwitches,
+    is_loopback,
 )
 from monitor.detect.builder import EventSettings
 from monitor.health.feed_state import HealthSettings
@@ -90,6 +92,15 @@ DERIVED: dict[str, str] = {
     "events.feed_thresholds": "the thresholds of the [[feeds]]",
     "follower.archive.timing": "follower.timing (one clock for live and archive)",
     "fanout.close_timeout_s": "daemon.output_close_timeout_s",
+    "http.token": "websocket.token (one bearer token for every server)",
+}
+
+# Settings ``config show`` never prints in full: path → how to mask the value.
+SECRETS: dict[str, str] = {
+    "websocket.token": "all",
+    "http.token": "all",
+    "redis.url": "password",
+    "s3.endpoint_url": "password",
 }
 
 
@@ -114,6 +125,7 @@ class Config:
     health: HealthSettings = field(default_factory=HealthSettings)
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    access: AccessSettings = field(default_factory=AccessSettings)
     feeds: tuple[FeedSettings, ...] = DEFAULT_FEEDS
 
     def __post_init__(self) -> None:
@@ -138,6 +150,7 @@ class Config:
             "fanout": dataclasses.replace(
                 self.fanout, close_timeout_s=self.daemon.output_close_timeout_s
             ),
+            "http": dataclasses.replace(self.http, token=self.websocket.token),
         }
         for name, value in derived.items():
             object.__setattr__(self, name, value)
@@ -167,6 +180,21 @@ class Config:
                         f"({', '.join(json.dumps(t) for t in classifier.target_labels)})"
                     )
 
+    def check_exposure(self) -> None:
+        """A server reachable from other machines needs the token (or an explicit
+        ``access.allow_anonymous = true``): detections and feed status are not for anyone."""
+        if self.websocket.token or self.access.allow_anonymous:
+            return
+        servers = [("websocket.host", self.websocket.host, self.outputs.websocket)]
+        servers.append(("http.host", self.http.host, self.http.enabled))
+        for where, host, serving in servers:
+            if serving and not is_loopback(host):
+                raise ConfigError(
+                    f"{where}: {json.dumps(host)} is not a loopback address and no token is set; "
+                    "set websocket.token (clients send Authorization: Bearer <token>) or "
+                    "access.allow_anonymous = true"
+                )
+
     def channel_for(self, node: str) -> ChannelPolicy:
         channel = self.feed(node).channel
         return self.decoder.channel_policy if channel is None else channel
@@ -179,6 +207,27 @@ class Config:
         except KeyError:
             return self.decoder
         return dataclasses.replace(self.decoder, channel_policy=channel)
+
+
+def masked(config: Config) -> Config:
+    """``config`` with the ``SECRETS`` masked, for showing (``***``)."""
+    changes: dict[str, dict[str, Any]] = {}
+    for path, how in SECRETS.items():
+        section, name = path.split(".")
+        value = getattr(getattr(config, section), name)
+        if value:
+            changes.setdefault(section, {})[name] = _mask(value, how)
+    shown = dataclasses.replace(config)  # a copy; frozen, so its sections are swapped in
+    for section, values in changes.items():
+        object.__setattr__(shown, section, dataclasses.replace(getattr(shown, section), **values))
+    return shown
+
+
+def _mask(value: str, how: str) -> str:
+    if how == "all":
+        return "***"
+    # scheme://user:password@host… → scheme://user:***@host…
+    return re.sub(r"^([A-Za-z][\w+.-]*://[^/@:]*):[^/@]*@", r"\1:***@", value)
 
 
 def config_toml(config: Config) -> str:
@@ -536,6 +585,7 @@ def load_config(
             path, [*env_list, *bundle_overrides(config.classifier.bundle), *overrides], feeds_only
         )
     config.check_threshold_labels()
+    config.check_exposure()
     return config
 
 

@@ -4,6 +4,7 @@ a component's own settings class (see docs/configuration.md)."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from dataclasses import dataclass, field
@@ -93,3 +94,22 @@ class FeedSettings:
     @property
     def display_name(self) -> str:
         return self.name or self.node
+
+
+@dataclass(frozen=True, slots=True)
+class AccessSettings:
+    """Who may use the servers. ``websocket.token`` is the one bearer token: websocket clients
+    and /status and /metrics need it (/healthz and /readyz stay open for orchestrators)."""
+
+    # A server on a non-loopback address without a token is refused unless this is true.
+    allow_anonymous: bool = False
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` serves only this machine ("localhost", 127.0.0.0/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name (or "" = every interface) may reach other machines

@@ -142,3 +142,39 @@ def test_every_node_name_is_one_plain_path_component() -> None:
             load_config(env={}, overrides=[parse_set(f"feeds.rpi_bush_point.node={bad}")])
     renamed = load_config(env={}, overrides=[parse_set("feeds.rpi_bush_point.node=rpi.bush-2_b")])
     assert "rpi.bush-2_b" in [feed.node for feed in renamed.feeds]
+
+
+def test_a_server_on_a_non_loopback_address_needs_a_token(tmp_path: Path) -> None:
+    for setting in ("websocket.host=0.0.0.0", "http.host=192.0.2.7", "http.host=::"):
+        done = hydromon("run", "--set", setting, "--state-dir", str(tmp_path))
+        assert done.returncode == 2
+        assert done.stderr.count("\n") == 1, done.stderr
+        where = setting.split("=")[0]
+        assert f"bad configuration: {where}: " in done.stderr
+        assert "websocket.token" in done.stderr and "allow_anonymous" in done.stderr
+    for allowed in (
+        ["--set", "websocket.host=0.0.0.0", "--set", "websocket.token=t"],
+        ["--set", "http.host=0.0.0.0", "--set", "access.allow_anonymous=true"],
+        ["--set", "websocket.host=localhost", "--set", "http.host=::1"],
+        ["--set", "http.host=0.0.0.0", "--set", "http.enabled=false"],
+    ):
+        assert hydromon("config", "show", *allowed).returncode == 0, allowed
+    token = load_config(env={}, overrides=[parse_set("websocket.token=t")])
+    assert token.http.token == "t"  # one token for every server
+
+
+def test_show_masks_tokens_and_url_passwords() -> None:
+    secrets = ("HuntER2", "pAss:w0rd")
+    for fmt in ("toml", "json"):
+        done = hydromon(
+            "config", "show", "--format", fmt,
+            "--set", f"websocket.token={secrets[0]}",
+            "--redis-url", f"redis://user:{secrets[1]}@redis.example:6379/0",
+            "--set", "s3.endpoint_url=http://key:pw@127.0.0.1:9000",
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert not any(secret in done.stdout for secret in secrets), done.stdout
+        assert ":pw@" not in done.stdout
+        assert "redis://user:***@redis.example:6379/0" in done.stdout
+        assert "http://key:***@127.0.0.1:9000" in done.stdout
+        assert '"***"' in done.stdout
