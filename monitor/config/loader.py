@@ -684,8 +684,15 @@ def _dest(flag: str) -> str:
     return "config_" + re.sub(r"\W", "_", flag.lstrip("-"))
 
 
-def config_from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Config:
-    """The effective configuration for parsed arguments (raises ConfigError)."""
+def config_from_args(
+    args: argparse.Namespace,
+    env: Mapping[str, str] | None = None,
+    *,
+    shorthands: Sequence[Override] = (),
+) -> Config:
+    """The effective configuration for parsed arguments (raises ConfigError): the file, the
+    environment, the bundle, then the named flags and a command's own ``shorthands``, then
+    ``--set``. Every command reads its configuration here."""
     env = os.environ if env is None else env
     path = args.config or (Path(env[ENV_CONFIG_FILE]) if env.get(ENV_CONFIG_FILE) else None)
     overrides = []
@@ -700,6 +707,7 @@ def config_from_args(args: argparse.Namespace, env: Mapping[str, str] | None = N
             if not value:
                 continue
         overrides.append(Override(tuple(setting.split(".")), value, f"{flag} {value}"))
+    overrides.extend(shorthands)
     overrides.extend(parse_set(item) for item in getattr(args, "config_set", []))
     feeds = getattr(args, "feeds", None)
     feeds_only = feeds.split(",") if feeds is not None else None
