@@ -39,6 +39,7 @@ class TaskHealth:
     name: str
     state: str = "starting"  # starting | running | backoff | finished
     restarts: int = 0
+    runs: int = 0  # runs started (the first one included)
     last_error: str | None = None
     last_error_utc: datetime | None = None
     next_retry_s: float | None = None
@@ -61,6 +62,7 @@ async def supervise(
     while True:
         started = time.monotonic()
         health.state = "running"
+        health.runs += 1
         health.next_retry_s = None
         try:
             await run_once()

@@ -31,7 +31,7 @@ async def test_a_crashing_task_is_restarted_and_reported_until_it_succeeds() -> 
         on_crash=lambda name, error: crashes.append(f"{name}: {error}"),
     )
     assert len(runs) == 4
-    assert health.restarts == 3 and health.state == "finished"
+    assert health.restarts == 3 and health.runs == 4 and health.state == "finished"
     assert health.last_error == "ConnectionError: S3 went away (3)"
     assert crashes == [f"feed:rpi_test: S3 went away ({i})" for i in (1, 2, 3)]
     gaps = [b - a for a, b in itertools.pairwise(runs)]
