@@ -83,4 +83,3 @@ def read_manifest(path: Path) -> list[Clip]:
             except (TypeError, ValueError) as error:
                 raise ValueError(f"{path}:{number}: bad row: {error}") from error
     return clips
-
