@@ -7,11 +7,13 @@ Imports only the standard library (the daemon loads this with only torch-side de
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from models.fileio import sha256_file
+from models.thresholds import bad_thresholds
 
 BUNDLE_FORMAT = 1
 MANIFEST = "bundle.json"
@@ -56,11 +58,6 @@ def config_values(bundle: Bundle) -> dict[str, Any]:
         "windows.length_s": bundle.window_s,
         "windows.hop_s": bundle.hop_s,
     }
-
-
-def sha256_file(path: Path) -> str:
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def bundle_files(folder: Path) -> dict[str, str]:
@@ -202,7 +199,7 @@ def load_bundle(path: str | Path) -> Bundle:
             f"{folder}: target labels {list(targets)} must be classifier labels and each needs one "
             f"threshold (unknown {unknown}, thresholds for {sorted(thresholds)})"
         )
-    if any(not isinstance(v, int | float) or not 0.0 <= v <= 1.0 for v in thresholds.values()):
+    if bad_thresholds(thresholds):
         raise BundleError(f"{folder}: thresholds must be numbers in [0, 1]: {thresholds}")
     rates = _need(manifest, "sample_rates", dict, folder)
     classifier_dir = folder / CLASSIFIER_DIR

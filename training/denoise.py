@@ -13,9 +13,9 @@ import torch
 from tqdm import tqdm
 
 from models.denoiser import load_denoiser
+from models.device import select_device
 from training.audio import load_mono, resample, save_mono
 from training.cli_support import step_command
-from training.device import pick_device
 from training.manifest import Clip, manifest_file, read_manifest, write_manifest
 from training.steprun import StepRun
 
@@ -61,7 +61,7 @@ def run_denoise(
         max_units=max_units,
     )
     clips = read_manifest(manifest_path)
-    denoiser = load_denoiser(checkpoint, pick_device(settings.device))
+    denoiser = load_denoiser(checkpoint, select_device(settings.device))
     rate = denoiser.sample_rate
     device = next(denoiser.parameters()).device
     for number, batch in enumerate(

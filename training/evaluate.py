@@ -19,9 +19,9 @@ import torch
 from tqdm import tqdm
 
 from models.classifier.ast import ClassifierLoadError, load_classifier
+from models.device import select_device
 from training.audio import load_mono_fixed
 from training.cli_support import step_command
-from training.device import pick_device
 from training.figures import (
     INSTALL_HINT,
     PRLine,
@@ -69,7 +69,7 @@ def clip_scores(
 ) -> tuple[list[str], np.ndarray]:
     """(labels, (N, labels) scores) — softmax or sigmoid as the checkpoint's config says."""
     targets = [settings.baseline_label] if zero_shot else None
-    classifier = load_classifier(checkpoint, pick_device(settings.device), target_labels=targets)
+    classifier = load_classifier(checkpoint, select_device(settings.device), target_labels=targets)
     length = classifier.window_samples
     rows = []
     for start in range(0, len(clips), settings.batch_size):

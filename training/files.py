@@ -2,35 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from models.bundle import sha256_file
+from models.fileio import atomic_path, atomic_write_text, sha256_file, sha256_tree
 
-
-@contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it replaces ``path`` in one rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(handle)
-    temporary = Path(name)
-    try:
-        yield temporary
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    with atomic_path(path) as temporary:
-        temporary.write_text(text, encoding="utf-8")
+__all__ = ["atomic_path", "atomic_write_json", "atomic_write_text", "checksum"]
 
 
 def atomic_write_json(path: Path, value: Any) -> None:
@@ -53,8 +31,4 @@ def checksum(path: Path) -> str:
         return sha256_file(path)
     if not path.is_dir():
         raise FileNotFoundError(f"input {path} does not exist")
-    digest = hashlib.sha256()
-    for item in sorted(p for p in path.rglob("*") if p.is_file() and _is_result(p)):
-        digest.update(str(item.relative_to(path)).encode())
-        digest.update(sha256_file(item).encode())
-    return digest.hexdigest()
+    return sha256_tree(path, sorted(p for p in path.rglob("*") if p.is_file() and _is_result(p)))

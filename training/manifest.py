@@ -83,7 +83,3 @@ def read_manifest(path: Path) -> list[Clip]:
             except (TypeError, ValueError) as error:
                 raise ValueError(f"{path}:{number}: bad row: {error}") from error
     return clips
-
-
-def in_split(clips: list[Clip], split: str) -> list[Clip]:
-    return [clip for clip in clips if clip.split == split]

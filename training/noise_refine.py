@@ -17,8 +17,8 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from models.device import select_device
 from training.cli_support import step_command
-from training.device import pick_device
 from training.files import atomic_path, atomic_write_json, atomic_write_text
 from training.logmel import log_mel_batch, predict_call_probability, train_call_noise
 from training.manifest import Clip, manifest_file, read_manifest, write_manifest
@@ -71,7 +71,7 @@ def score_fold(
         lr=settings.lr,
         width=settings.width,
         seed=seed,
-        device=pick_device(settings.device),
+        device=select_device(settings.device),
     )
     probabilities = predict_call_probability(
         model, torch.stack([features[c.clip_id] for c in scored])

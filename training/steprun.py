@@ -3,13 +3,13 @@ results, and the progress file that lets an interrupted step resume where it sto
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from models.fileio import sha256_tree
 from monitor import __version__
 from monitor.health.logs import get_logger
 from monitor.timebase import format_utc, utc_now
@@ -26,10 +26,7 @@ class StepInterrupted(Exception):
 def code_version() -> dict[str, str]:
     """The package version, the git commit if there is one, and a hash of the model/training
     sources (so uncommitted edits still change the version)."""
-    digest = hashlib.sha256()
-    for source in sorted([*ROOT.glob("training/*.py"), *ROOT.glob("models/**/*.py")]):
-        digest.update(source.relative_to(ROOT).as_posix().encode())
-        digest.update(source.read_bytes())
+    sources = sorted([*ROOT.glob("training/*.py"), *ROOT.glob("models/**/*.py")])
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=5
@@ -39,7 +36,7 @@ def code_version() -> dict[str, str]:
     return {
         "hydromon": __version__,
         "git_commit": commit or "unknown",
-        "sources_sha256": digest.hexdigest(),
+        "sources_sha256": sha256_tree(ROOT, sources),
     }
 
 

@@ -25,12 +25,12 @@ from tqdm import tqdm
 from transformers import ASTFeatureExtractor, ASTForAudioClassification
 
 from models.classifier.features import FeatureExtractor, FeatureParams
+from models.device import select_device
 from training.ast_source import save_checkpoint, start_model
 from training.audio import load_mono, load_mono_fixed
 from training.augment import MixSettings, WindowMixer
 from training.cli_support import step_command
 from training.corruption import mix_at_snr, uniform
-from training.device import pick_device
 from training.files import atomic_path
 from training.manifest import NOISE, Clip, manifest_file, read_manifest
 from training.metrics import classification_report
@@ -211,7 +211,7 @@ def run_train_classifier(
     labels = label_set(train_clips, settings)
     if len({target_of(c, settings) for c in train_clips}) < 2:
         raise ValueError(f"{manifest_path}: the training split needs both calls and noise")
-    device = pick_device(settings.device)
+    device = select_device(settings.device)
     torch.manual_seed(settings.seed)
     resuming = (out / STATE_FILE).exists() and (out / "last").is_dir()
     if resuming:

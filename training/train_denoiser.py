@@ -28,6 +28,7 @@ from models.denoiser import (
     save_epoch_checkpoint,
     spectrogram,
 )
+from models.device import select_device
 from training.audio import load_mono
 from training.cli_support import step_command
 from training.corruption import (
@@ -40,7 +41,6 @@ from training.corruption import (
     uniform,
     warp,
 )
-from training.device import pick_device
 from training.files import atomic_path
 from training.manifest import Clip, manifest_file, read_manifest
 from training.steprun import StepRun
@@ -206,7 +206,7 @@ def run_train_denoiser(
     train_calls, val_calls = chosen("train", 1), chosen("val", 1)
     if not train_calls:
         raise ValueError(f"{manifest_path} has no training call clips")
-    device = pick_device(settings.device)
+    device = select_device(settings.device)
     options = DenoiserOptions(
         sr=settings.sample_rate,
         fmin=settings.fmin,

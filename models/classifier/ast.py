@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import hashlib
 import json
 import logging
 import os
@@ -19,6 +18,8 @@ from transformers import ASTConfig, ASTFeatureExtractor, ASTForAudioClassificati
 
 from models.classifier.features import FeatureExtractor, FeatureParams
 from models.device import autocast_at
+from models.fileio import sha256_files
+from models.thresholds import bad_thresholds
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +236,7 @@ def _validate_thresholds(
         if missing:
             raise ClassifierLoadError(f"no threshold for target labels: {missing}")
         per_label = {t: float(thresholds[t]) for t in targets}
-    bad = {k: v for k, v in per_label.items() if not 0.0 <= v <= 1.0}
+    bad = bad_thresholds(per_label)
     if bad:
         raise ClassifierLoadError(f"thresholds must lie in [0, 1]: {bad}")
     return per_label
@@ -402,12 +403,7 @@ def _weights_files(directory: Path, *, required: bool = True) -> list[Path]:
 
 def weights_sha256(directory: Path) -> str:
     """sha256 over the checkpoint's weights files (the ones transformers loads), in order."""
-    digest = hashlib.sha256()
-    for path in _weights_files(directory):
-        try:
-            with path.open("rb") as handle:
-                while chunk := handle.read(1 << 20):
-                    digest.update(chunk)
-        except OSError as exc:
-            raise ClassifierLoadError(f"cannot read weights file {path}: {exc}") from exc
-    return digest.hexdigest()
+    try:
+        return sha256_files(_weights_files(directory))
+    except OSError as exc:
+        raise ClassifierLoadError(f"cannot read weights file: {exc}") from exc

@@ -9,10 +9,8 @@ Everything is read with `torch.load(weights_only=True)`: tensors and plain conta
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +22,7 @@ from models.denoiser.frontend import DenoiserOptions
 from models.denoiser.model import Denoiser
 from models.denoiser.streaming import StreamingSettings
 from models.denoiser.unet import UNet
+from models.fileio import atomic_path, sha256_file
 
 FINAL_KEY = "unetState"
 EPOCH_KEY = "modelState"
@@ -48,8 +47,7 @@ class CheckpointContents:
 
 def checkpoint_sha256(path: str | os.PathLike[str]) -> str:
     """Hex sha256 of the file's bytes: the model identity for provenance."""
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+    return sha256_file(Path(path))
 
 
 def _listed(names: list[str]) -> str:
@@ -190,16 +188,8 @@ def load_denoiser(
 
 
 def _atomic_save(obj: Any, path: str | os.PathLike[str]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(Path(path)) as temporary:
+        torch.save(obj, temporary)
 
 
 def _cpu_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -116,7 +116,3 @@ class UNet(nn.Module):
         y = self.up3(y, x2)
         y = self.up4(y, x1)
         return torch.sigmoid(self.outc(y))
-
-
-def count_parameters(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())

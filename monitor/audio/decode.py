@@ -71,6 +71,14 @@ ChannelPolicy = Literal["auto", "mix"] | int
 Decoded = AudioChunk | SegmentGap
 
 
+def check_channel_policy(policy: object, name: str) -> None:
+    """Raise ``ValueError`` naming the setting unless ``policy`` is a ``ChannelPolicy``."""
+    if isinstance(policy, bool) or not (
+        policy in ("auto", "mix") or (isinstance(policy, int) and policy >= 0)
+    ):
+        raise ValueError(f'{name}: expected "auto", "mix" or a channel index ≥ 0, got {policy!r}')
+
+
 @dataclass(frozen=True, slots=True)
 class DecoderSettings:
     # "auto": average the live channels (a channel whose RMS is more than dead_channel_db below
@@ -88,13 +96,7 @@ class DecoderSettings:
     max_overrun_s: float = field(default=10.0, metadata={"gt": 0.0})
 
     def __post_init__(self) -> None:
-        policy = self.channel_policy
-        if isinstance(policy, bool) or not (
-            policy in ("auto", "mix") or (isinstance(policy, int) and policy >= 0)
-        ):
-            raise ValueError(
-                f"bad channel_policy {policy!r}: use 'auto', 'mix' or a channel index ≥ 0"
-            )
+        check_channel_policy(self.channel_policy, "channel_policy")
         if self.dead_channel_db <= 0:
             raise ValueError(f"dead_channel_db must be > 0 dB, got {self.dead_channel_db}")
         if self.max_timestamp_jump_s <= 0:
@@ -411,20 +413,25 @@ async def decode_stream(
     settings: DecoderSettings | None = None,
     executor: Executor | None = None,
     on_decoded: Callable[[Segment | SegmentGap, float], None] | None = None,
+    on_cut: Callable[[Segment], None] | None = None,
 ) -> AsyncIterator[Decoded]:
     """Decode a feed's segment iterator in a worker thread, item by item, in order.
 
-    Pull-based: the next segment is only awaited once the previous one's output was consumed,
-    so a slow consumer holds the producer back (no unbounded buffering). ``on_decoded`` gets
-    each item with the seconds its decode took in the worker (for metrics)."""
+        Pull-based: the next segment is only awaited once the previous one's output was consumed,
+        so a slow consumer holds the producer back (no unbounded buffering). ``on_decoded`` gets
+        each item with the seconds its decode took in the worker (for metrics); ``on_cut`` each
+    segment whose audio ran past its slot and was cut."""
     loop = asyncio.get_running_loop()
     decoder = ContinuousDecoder(settings)
     # Closing the decoded stream closes its source (an archive reader's prefetches end with it).
     async with aclosing(items) as source:
         async for item in source:
+            overlong = decoder.overlong
             outs, seconds = await loop.run_in_executor(executor, _timed_feed, decoder, item)
             if on_decoded is not None:
                 on_decoded(item, seconds)
+            if on_cut is not None and decoder.overlong > overlong and isinstance(item, Segment):
+                on_cut(item)
             for out in outs:
                 yield out
 

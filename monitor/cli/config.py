@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from monitor.config.loader import ConfigError, add_config_arguments, config_from_args, config_toml
+from monitor.config.loader import (
+    ConfigError,
+    add_config_arguments,
+    config_from_args,
+    config_toml,
+    masked,
+)
 from monitor.config.render import to_json
 
 
@@ -29,5 +35,6 @@ def show_config(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"hydromon: bad configuration: {exc}", file=sys.stderr)
         return 2
-    sys.stdout.write(to_json(config) + "\n" if args.format == "json" else config_toml(config))
+    shown = masked(config)  # tokens and URL passwords never reach a terminal or a log
+    sys.stdout.write(to_json(shown) + "\n" if args.format == "json" else config_toml(shown))
     return 0

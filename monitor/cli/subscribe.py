@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -25,6 +26,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, WebSocketException
 from websockets.uri import parse_uri
 
+from monitor.backoff import backoff_delay
 from monitor.health.logs import get_logger
 from monitor.publish.subscription import Subscription
 
@@ -118,15 +120,12 @@ class Printer:
 
 
 def _backoff() -> Callable[[], float]:
-    delay = BACKOFF_START_S
-
-    def next_delay() -> float:
-        nonlocal delay
-        current, delay = delay, min(delay * 2, BACKOFF_MAX_S)
-        # ±20 % jitter: many subscribers of one restarted server do not all return at once.
-        return current * random.uniform(0.8, 1.2)
-
-    return next_delay
+    attempts = itertools.count()
+    rng = random.Random()
+    # ±20 % jitter: many subscribers of one restarted server do not all return at once.
+    return lambda: backoff_delay(
+        next(attempts), base_s=BACKOFF_START_S, max_s=BACKOFF_MAX_S, rng=rng, jitter=0.2
+    )
 
 
 async def follow_websocket(

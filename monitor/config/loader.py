@@ -40,11 +40,14 @@ from models.bundle import BundleError, config_values, load_bundle
 from monitor.audio.decode import ChannelPolicy, DecoderSettings
 from monitor.audio.windows import WindowSettings
 from monitor.config.sections import (
+    NODE_NAME,
+    AccessSettings,
     ClassifierSettings,
     DenoiserSettings,
     FeedSettings,
     LoggingSettings,
     OutputSwitches,
+    is_loopback,
 )
 from monitor.detect.builder import EventSettings
 from monitor.health.feed_state import HealthSettings
@@ -52,6 +55,7 @@ from monitor.health.http import HttpSettings
 from monitor.inference.settings import EngineSettings
 from monitor.ingest.live import FollowerSettings
 from monitor.ingest.s3 import S3Settings
+from monitor.limits import describe_limits, within_limits
 from monitor.publish.fanout import FanoutSettings
 from monitor.publish.files import FileSettings
 from monitor.publish.redis import RedisSettings
@@ -88,6 +92,15 @@ DERIVED: dict[str, str] = {
     "events.feed_thresholds": "the thresholds of the [[feeds]]",
     "follower.archive.timing": "follower.timing (one clock for live and archive)",
     "fanout.close_timeout_s": "daemon.output_close_timeout_s",
+    "http.token": "websocket.token (one bearer token for every server)",
+}
+
+# Settings ``config show`` never prints in full: path → how to mask the value.
+SECRETS: dict[str, str] = {
+    "websocket.token": "all",
+    "http.token": "all",
+    "redis.url": "password",
+    "s3.endpoint_url": "password",
 }
 
 
@@ -112,6 +125,7 @@ class Config:
     health: HealthSettings = field(default_factory=HealthSettings)
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    access: AccessSettings = field(default_factory=AccessSettings)
     feeds: tuple[FeedSettings, ...] = DEFAULT_FEEDS
 
     def __post_init__(self) -> None:
@@ -136,6 +150,7 @@ class Config:
             "fanout": dataclasses.replace(
                 self.fanout, close_timeout_s=self.daemon.output_close_timeout_s
             ),
+            "http": dataclasses.replace(self.http, token=self.websocket.token),
         }
         for name, value in derived.items():
             object.__setattr__(self, name, value)
@@ -165,6 +180,21 @@ class Config:
                         f"({', '.join(json.dumps(t) for t in classifier.target_labels)})"
                     )
 
+    def check_exposure(self) -> None:
+        """A server reachable from other machines needs the token (or an explicit
+        ``access.allow_anonymous = true``): detections and feed status are not for anyone."""
+        if self.websocket.token or self.access.allow_anonymous:
+            return
+        servers = [("websocket.host", self.websocket.host, self.outputs.websocket)]
+        servers.append(("http.host", self.http.host, self.http.enabled))
+        for where, host, serving in servers:
+            if serving and not is_loopback(host):
+                raise ConfigError(
+                    f"{where}: {json.dumps(host)} is not a loopback address and no token is set; "
+                    "set websocket.token (clients send Authorization: Bearer <token>) or "
+                    "access.allow_anonymous = true"
+                )
+
     def channel_for(self, node: str) -> ChannelPolicy:
         channel = self.feed(node).channel
         return self.decoder.channel_policy if channel is None else channel
@@ -177,6 +207,27 @@ class Config:
         except KeyError:
             return self.decoder
         return dataclasses.replace(self.decoder, channel_policy=channel)
+
+
+def masked(config: Config) -> Config:
+    """``config`` with the ``SECRETS`` masked, for showing (``***``)."""
+    changes: dict[str, dict[str, Any]] = {}
+    for path, how in SECRETS.items():
+        section, name = path.split(".")
+        value = getattr(getattr(config, section), name)
+        if value:
+            changes.setdefault(section, {})[name] = _mask(value, how)
+    shown = dataclasses.replace(config)  # a copy; frozen, so its sections are swapped in
+    for section, values in changes.items():
+        object.__setattr__(shown, section, dataclasses.replace(getattr(shown, section), **values))
+    return shown
+
+
+def _mask(value: str, how: str) -> str:
+    if how == "all":
+        return "***"
+    # scheme://user:password@host… → scheme://user:***@host…
+    return re.sub(r"^([A-Za-z][\w+.-]*://[^/@:]*):[^/@]*@", r"\1:***@", value)
 
 
 def config_toml(config: Config) -> str:
@@ -311,21 +362,6 @@ def _describe(kind: Any) -> str:
     return getattr(kind, "__name__", str(kind))
 
 
-def _constraint(metadata: Mapping[str, Any]) -> str:
-    parts = []
-    if "gt" in metadata:
-        parts.append(f"> {metadata['gt']}")
-    if "min" in metadata and "max" in metadata:
-        parts.append(f"in {metadata['min']}..{metadata['max']}")
-    elif "min" in metadata:
-        parts.append(f"≥ {metadata['min']}")
-    elif "max" in metadata:
-        parts.append(f"≤ {metadata['max']}")
-    if "choices" in metadata:
-        parts.append("one of " + ", ".join(_show(c) for c in metadata["choices"]))
-    return " ".join(parts)
-
-
 def _is_union(kind: Any) -> bool:
     return typing.get_origin(kind) in (typing.Union, types.UnionType)
 
@@ -425,8 +461,9 @@ def _convert(value: Any, kind: Any, path: str, sources: dict[str, str]) -> Any:
 
 
 def _item_path(path: str, value: Any, index: int) -> str:
-    if isinstance(value, dict) and isinstance(value.get("node"), str):
-        return f"{path}.{value['node']}"
+    node = value.get("node") if isinstance(value, dict) else None
+    if isinstance(node, str) and NODE_NAME.fullmatch(node) and node not in (".", ".."):
+        return f"{path}.{node}"
     return f"{path}[{index}]"
 
 
@@ -446,7 +483,7 @@ def _checked(
     """``_convert`` plus the field's metadata constraints, with the error message."""
     metadata = metadata or {}
     described = _describe(kind) if "choices" not in metadata else ""
-    wanted = " ".join(filter(None, [described, _constraint(metadata)]))
+    wanted = " ".join(filter(None, [described, describe_limits(metadata)]))
     try:
         converted = _convert(value, kind, path, sources)
     except _Mismatch:
@@ -454,19 +491,7 @@ def _checked(
         raise ConfigError(
             f"{path}: expected {wanted}, got {shown}{_source_note(path, sources, value)}"
         ) from None
-    if converted is None:
-        return None
-    if isinstance(converted, int | float) and not isinstance(converted, bool):
-        bad = (
-            ("gt" in metadata and not converted > metadata["gt"])
-            or ("min" in metadata and converted < metadata["min"])
-            or ("max" in metadata and converted > metadata["max"])
-        )
-    else:
-        bad = False
-    if "choices" in metadata and converted not in metadata["choices"]:
-        bad = True
-    if bad:
+    if not within_limits(converted, metadata):
         raise ConfigError(
             f"{path}: expected {wanted}, got {_show(value)}{_source_note(path, sources, value)}"
         )
@@ -560,6 +585,7 @@ def load_config(
             path, [*env_list, *bundle_overrides(config.classifier.bundle), *overrides], feeds_only
         )
     config.check_threshold_labels()
+    config.check_exposure()
     return config
 
 
@@ -658,8 +684,15 @@ def _dest(flag: str) -> str:
     return "config_" + re.sub(r"\W", "_", flag.lstrip("-"))
 
 
-def config_from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Config:
-    """The effective configuration for parsed arguments (raises ConfigError)."""
+def config_from_args(
+    args: argparse.Namespace,
+    env: Mapping[str, str] | None = None,
+    *,
+    shorthands: Sequence[Override] = (),
+) -> Config:
+    """The effective configuration for parsed arguments (raises ConfigError): the file, the
+    environment, the bundle, then the named flags and a command's own ``shorthands``, then
+    ``--set``. Every command reads its configuration here."""
     env = os.environ if env is None else env
     path = args.config or (Path(env[ENV_CONFIG_FILE]) if env.get(ENV_CONFIG_FILE) else None)
     overrides = []
@@ -674,6 +707,7 @@ def config_from_args(args: argparse.Namespace, env: Mapping[str, str] | None = N
             if not value:
                 continue
         overrides.append(Override(tuple(setting.split(".")), value, f"{flag} {value}"))
+    overrides.extend(shorthands)
     overrides.extend(parse_set(item) for item in getattr(args, "config_set", []))
     feeds = getattr(args, "feeds", None)
     feeds_only = feeds.split(",") if feeds is not None else None

@@ -92,7 +92,8 @@ def _table(
     for name, value in plain:
         origin = derived.get(f"{where}.{name}" if where else name)
         if origin is not None:
-            lines.append(f"# {_key(name)} = {toml_value(value)}  (follows {origin})")
+            shown = "is not set" if value is None else f"= {toml_value(value)}"
+            lines.append(f"# {_key(name)} {shown}  (follows {origin})")
         elif value is None:
             lines.append(f"# {_key(name)} is not set")
         else:

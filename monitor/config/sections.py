@@ -4,10 +4,14 @@ a component's own settings class (see docs/configuration.md)."""
 
 from __future__ import annotations
 
+import ipaddress
+import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from monitor.audio.decode import ChannelPolicy
+from models.thresholds import bad_thresholds
+from monitor.audio.decode import ChannelPolicy, check_channel_policy
 from monitor.inference.stream_denoise import StreamDenoiseSettings
 
 
@@ -28,9 +32,8 @@ class ClassifierSettings:
 
 
 def check_thresholds(thresholds: dict[str, float]) -> None:
-    for label, value in thresholds.items():
-        if not 0.0 <= value <= 1.0:
-            raise ValueError(f'thresholds."{label}": expected a number in 0..1, got {value}')
+    for label, value in bad_thresholds(thresholds).items():
+        raise ValueError(f'thresholds."{label}": expected a number in 0..1, got {value}')
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +58,21 @@ class LoggingSettings:
     json: bool = True  # JSON lines (the daemon's default); false: readable lines
 
 
+# A node name becomes an S3 prefix and part of file names (Raven tables, resume points), so it
+# is one plain path component: letters, digits, "_", "." and "-", and never "." or "..".
+NODE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def check_node(node: object, name: str = "node") -> str:
+    """``node`` if it is a usable node name; else ``ValueError`` naming the setting."""
+    if not isinstance(node, str) or not NODE_NAME.fullmatch(node) or node in (".", ".."):
+        raise ValueError(
+            f"{name}: expected a node name of letters, digits, _ . - (not . or ..), got "
+            f"{json.dumps(node, ensure_ascii=False)}"
+        )
+    return node
+
+
 @dataclass(frozen=True, slots=True)
 class FeedSettings:
     """One hydrophone: the S3 prefix (node) and what to tell people about it."""
@@ -68,18 +86,30 @@ class FeedSettings:
     channel: ChannelPolicy | None = None  # None: decoder.channel_policy
 
     def __post_init__(self) -> None:
-        if not self.node:
-            raise ValueError("node: expected a non-empty node name")
+        check_node(self.node)
         check_thresholds(self.thresholds)
-        channel = self.channel
-        if channel is not None and (
-            isinstance(channel, bool)
-            or not (channel in ("auto", "mix") or (isinstance(channel, int) and channel >= 0))
-        ):
-            raise ValueError(
-                f'channel: expected "auto", "mix" or a channel index ≥ 0, got {channel!r}'
-            )
+        if self.channel is not None:
+            check_channel_policy(self.channel, "channel")
 
     @property
     def display_name(self) -> str:
         return self.name or self.node
+
+
+@dataclass(frozen=True, slots=True)
+class AccessSettings:
+    """Who may use the servers. ``websocket.token`` is the one bearer token: websocket clients
+    and /status and /metrics need it (/healthz and /readyz stay open for orchestrators)."""
+
+    # A server on a non-loopback address without a token is refused unless this is true.
+    allow_anonymous: bool = False
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` serves only this machine ("localhost", 127.0.0.0/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name (or "" = every interface) may reach other machines

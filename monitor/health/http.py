@@ -5,6 +5,7 @@
   exceeds ``max_loop_stall_s`` (something blocked the loop).
 - ``/readyz``: 200 once the engine is loaded and ingest has started, until shutdown begins;
   else 503.
+- ``/status`` and ``/metrics`` need ``Authorization: Bearer <http.token>`` when a token is set.
 - ``/status``: JSON per feed (state, last segment, lag, gaps, restarts, last error + hint).
 - ``/metrics``: the Prometheus text exposition of hydromon's own registry.
 """
@@ -13,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -25,6 +28,9 @@ from monitor.timebase import utc_now
 
 log = get_logger(__name__)
 
+OPEN_PATHS = frozenset({"/healthz", "/readyz"})  # answered without the token
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
 
 @dataclass(frozen=True, slots=True)
 class HttpSettings:
@@ -33,6 +39,9 @@ class HttpSettings:
     port: int = field(default=9108, metadata={"min": 0, "max": 65535})  # 0: any free port
     heartbeat_s: float = field(default=0.5, metadata={"gt": 0.0})
     max_loop_stall_s: float = field(default=5.0, metadata={"gt": 0.0})
+    # /status and /metrics need "Authorization: Bearer <token>" when set (the config sets it
+    # to websocket.token); /healthz and /readyz stay open for orchestrators.
+    token: str | None = None
 
 
 @dataclass(slots=True)
@@ -84,7 +93,7 @@ class HealthServer:
         self.port: int | None = None
 
     def app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[self._require_token])
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/status", self._status)
@@ -113,6 +122,19 @@ class HealthServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    @web.middleware
+    async def _require_token(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        token = self.settings.token
+        if token and request.path not in OPEN_PATHS:
+            given = request.headers.get("Authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+                return web.Response(
+                    status=401,
+                    text="missing or wrong bearer token\n",
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+        return await handler(request)
 
     async def _healthz(self, request: web.Request) -> web.Response:
         stall = self.heartbeat.stall_s()

@@ -6,7 +6,8 @@ Prometheus conventions: ``hydromon_`` prefix, base units (seconds, bytes), ``_to
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from typing import Protocol
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -14,9 +15,13 @@ from prometheus_client import (
     Counter,
     Enum,
     Gauge,
+    GCCollector,
     Histogram,
+    ProcessCollector,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from monitor.health.feed_state import FeedState
 
@@ -26,10 +31,41 @@ _SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 
 
+class RequestCounts(Protocol):
+    """The S3 store's running request counts (``monitor.ingest.s3.RequestStats``)."""
+
+    gets: int
+    lists: int
+    retries: int
+    not_modified: int
+    not_found: int
+    too_large: int
+    rejected: Mapping[str, int]  # bucket content refused by the readers, by kind
+
+
+class TaskRuns(Protocol):
+    """A supervised task's running counts (``monitor.runtime.supervisor.TaskHealth``)."""
+
+    runs: int
+
+
+class _Totals(Collector):
+    """Counters read, at each scrape, from totals another part keeps (nothing counted twice)."""
+
+    def __init__(self, read: Callable[[], Iterator[Metric]]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[Metric]:
+        return self._read()
+
+
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
         r = self.registry
+        # The standard process_* and python_gc_* series, in this registry.
+        ProcessCollector(registry=r)
+        GCCollector(registry=r)
         self.segments_fetched = Counter(
             "hydromon_segments_fetched", "Segments fetched from S3", ["feed"], registry=r
         )
@@ -89,6 +125,12 @@ class Metrics:
             states=[str(s) for s in FeedState],
             registry=r,
         )
+        self.segments_cut = Counter(
+            "hydromon_segments_cut",
+            "Segments whose audio ran past their slot, cut at the slot end",
+            ["feed"],
+            registry=self.registry,
+        )
         self.lag_seconds = Gauge(
             "hydromon_lag_seconds", "How far processing is behind real time", ["feed"], registry=r
         )
@@ -110,6 +152,9 @@ class Metrics:
 
     def ring_overrun(self, feed: str, samples: int) -> None:
         self.ring_overrun_samples.labels(feed).inc(samples)
+
+    def segment_cut(self, feed: str) -> None:
+        self.segments_cut.labels(feed).inc()
 
     def window_scored(self, feed: str, count: int = 1) -> None:
         self.windows_scored.labels(feed).inc(count)
@@ -157,6 +202,63 @@ class Metrics:
         if new > 0:
             child.inc(new)
             self._seen_failures[output] = total
+
+    def watch_s3(self, stats: RequestCounts) -> None:
+        """Export the S3 store's request counts (the store keeps them)."""
+
+        def read() -> Iterator[Metric]:
+            requests = CounterMetricFamily(
+                "hydromon_s3_requests", "S3 requests by operation (retries apart)", labels=["op"]
+            )
+            requests.add_metric(["get"], stats.gets)
+            requests.add_metric(["list"], stats.lists)
+            yield requests
+            yield CounterMetricFamily("hydromon_s3_retries", "S3 calls retried", stats.retries)
+            yield CounterMetricFamily(
+                "hydromon_s3_not_modified", "S3 GETs answered 304", stats.not_modified
+            )
+            yield CounterMetricFamily(
+                "hydromon_s3_not_found", "S3 GETs answered 404", stats.not_found
+            )
+            yield CounterMetricFamily(
+                "hydromon_s3_too_large", "S3 objects refused for their size", stats.too_large
+            )
+            rejected = CounterMetricFamily(
+                "hydromon_bucket_content_rejected",
+                "Bucket content refused (bad latest.txt, playlist or key names), by kind",
+                labels=["kind"],
+            )
+            for kind in sorted(stats.rejected):
+                rejected.add_metric([kind], stats.rejected[kind])
+            yield rejected
+
+        self.registry.register(_Totals(read))
+
+    def watch_totals(
+        self, name: str, documentation: str, label: str, read: Callable[[], Mapping[str, int]]
+    ) -> None:
+        """Export running totals another part keeps, one series per ``label`` value."""
+
+        def collect() -> Iterator[Metric]:
+            family = CounterMetricFamily(name, documentation, labels=[label])
+            for key, value in sorted(read().items()):
+                family.add_metric([key], value)
+            yield family
+
+        self.registry.register(_Totals(collect))
+
+    def watch_tasks(self, tasks: Mapping[str, TaskRuns]) -> None:
+        """Export the runs started of each supervised task (a crash-looping feed shows here)."""
+
+        def read() -> Iterator[Metric]:
+            runs = CounterMetricFamily(
+                "hydromon_task_runs_started", "Supervised task runs started", labels=["task"]
+            )
+            for name in sorted(tasks):
+                runs.add_metric([name], tasks[name].runs)
+            yield runs
+
+        self.registry.register(_Totals(read))
 
     def exposition(self) -> bytes:
         """The registry in the Prometheus text format."""

@@ -9,6 +9,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
+from monitor.limits import check_limits
+
 # Same values as models.device.PrecisionRequest (which needs torch to import).
 Precision = Literal["auto", "fp32", "bf16"]
 
@@ -28,15 +30,10 @@ class EngineSettings:
     interop_threads: int = field(default=1, metadata={"min": 0})
 
     def __post_init__(self) -> None:
-        if self.max_batch < 1:
-            raise ValueError("max_batch must be >= 1")
-        if self.queue_size < 1:
-            raise ValueError("queue_size must be >= 1")
-        if not (self.max_wait_ms >= 0 and math.isfinite(self.max_wait_ms)):
-            raise ValueError("max_wait_ms must be a finite number >= 0")
+        check_limits(self)
+        if not math.isfinite(self.max_wait_ms):
+            raise ValueError("max_wait_ms: expected a finite number")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ValueError(f"precision must be auto, fp32 or bf16, not {self.precision!r}")
-        if self.num_threads < 0 or self.interop_threads < 0:
-            raise ValueError("thread counts must be >= 0")
         if not _DEVICE.match(self.device):
             raise ValueError(f"device: expected auto, cpu, cuda or cuda:N, got {self.device!r}")

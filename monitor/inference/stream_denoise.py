@@ -24,6 +24,7 @@ from datetime import datetime
 import numpy as np
 
 from monitor.audio.chunks import AudioChunk
+from monitor.limits import check_limits
 from monitor.timebase import after_samples, samples_between
 
 Denoise = Callable[[np.ndarray, int], Awaitable[np.ndarray]]
@@ -34,13 +35,11 @@ class StreamDenoiseSettings:
     # Grid steps (0.96 s each by default) kept per block: cost per second of audio is
     # (block + 2·context) / block, the extra delay block + context.
     block_grids: int = field(default=8, metadata={"min": 1})
-    snap_samples: int = 2  # a chunk this close to the run's end continues it (as the ring)
+    # a chunk this close to the run's end continues it (as the ring)
+    snap_samples: int = field(default=2, metadata={"min": 0})
 
     def __post_init__(self) -> None:
-        if self.block_grids < 1:
-            raise ValueError(f"block_grids must be >= 1, got {self.block_grids}")
-        if self.snap_samples < 0:
-            raise ValueError(f"snap_samples must be >= 0, got {self.snap_samples}")
+        check_limits(self)
 
 
 @dataclass(slots=True)

@@ -32,7 +32,9 @@ from botocore.exceptions import (
     ResponseStreamingError,
 )
 
+from monitor.backoff import backoff_delay
 from monitor.health.logs import get_logger
+from monitor.limits import check_limits
 
 log = get_logger(__name__)
 
@@ -76,17 +78,7 @@ class S3Settings:
     def __post_init__(self) -> None:
         if not self.bucket:
             raise ValueError("S3Settings.bucket must not be empty")
-        if self.max_attempts < 1:
-            raise ValueError(f"S3Settings.max_attempts must be >= 1, got {self.max_attempts}")
-        if self.backoff_base_s < 0 or self.backoff_max_s < 0:
-            raise ValueError("S3Settings backoff times must be >= 0")
-        if not 1 <= self.list_page_size <= 1000:
-            raise ValueError(
-                f"S3Settings.list_page_size must be 1..1000, got {self.list_page_size}"
-            )
-        for name in ("max_text_bytes", "max_segment_bytes"):
-            if getattr(self, name) < 1024:
-                raise ValueError(f"S3Settings.{name} must be >= 1024, got {getattr(self, name)}")
+        check_limits(self)
 
 
 class S3Error(Exception):
@@ -179,11 +171,6 @@ class RequestStats:
     rejected: Counter[str] = field(default_factory=Counter)
 
 
-def backoff_delay(attempt: int, base_s: float, max_s: float, rng: random.Random) -> float:
-    """Full jitter: uniform in [0, min(max, base·2^attempt)] (attempt counts from 0)."""
-    return rng.uniform(0.0, min(max_s, base_s * (2.0**attempt)))
-
-
 def _utc(moment: datetime | None) -> datetime | None:
     return None if moment is None else moment.astimezone(UTC)
 
@@ -270,7 +257,10 @@ class S3Store:
                 ) from last
             self.stats.retries += 1
             delay = backoff_delay(
-                attempt - 1, self.settings.backoff_base_s, self.settings.backoff_max_s, self._rng
+                attempt - 1,
+                base_s=self.settings.backoff_base_s,
+                max_s=self.settings.backoff_max_s,
+                rng=self._rng,
             )
             log.warning("s3_retry", op=what, key=key, attempt=attempt, delay_s=round(delay, 3))
             await asyncio.sleep(delay)

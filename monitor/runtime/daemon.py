@@ -128,6 +128,21 @@ class Daemon:
         )
         self.pipelines: dict[str, FeedPipeline] = {}
         self.task_health: dict[str, TaskHealth] = {}
+        self.metrics.watch_tasks(self.task_health)
+        self.metrics.watch_totals(
+            "hydromon_candidates_discarded",
+            "Event candidates that never reached the minimum positive windows",
+            "feed",
+            lambda: {node: p.builder.discarded for node, p in self.pipelines.items()},
+        )
+        self.metrics.watch_totals(
+            "hydromon_websocket_slow_disconnects",
+            "Websocket clients closed for falling behind",
+            "output",
+            lambda: {
+                o.name: o.slow_disconnects for o in self.outputs if isinstance(o, WebsocketOutput)
+            },
+        )
         self.engine: InferenceEngine | None = None
         self.health_server: HealthServer | None = None
         self.started = asyncio.Event()  # set once every feed task runs
@@ -190,6 +205,7 @@ class Daemon:
                 self.health_server = HealthServer(config.http, self.board, self.metrics)
                 await self.health_server.start()
             async with open_store(config.s3) as store:
+                self.metrics.watch_s3(store.stats)
                 for node in self.feeds:
                     self.pipelines[node] = self._pipeline(
                         node, store, models, window, settings, feeds[node], executor, stop

@@ -304,12 +304,20 @@ class FeedPipeline:
         """``decode_stream`` with each segment's decode time (in the worker) to the metrics."""
         decoding = self.decoding
         return decode_stream(
-            items, decoding.decoder, decoding.executor, on_decoded=self._note_decoded
+            items,
+            decoding.decoder,
+            decoding.executor,
+            on_decoded=self._note_decoded,
+            on_cut=self._note_cut,
         )
 
     def _note_decoded(self, item: Segment | SegmentGap, seconds: float) -> None:
         if isinstance(item, Segment) and self.watch.metrics is not None:
             self.watch.metrics.decoded(self.feed, seconds)
+
+    def _note_cut(self, item: Segment) -> None:
+        if self.watch.metrics is not None:
+            self.watch.metrics.segment_cut(self.feed)
 
     async def _analyze(self, chunk: AudioChunk) -> None:
         health = self.watch.health

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from models.fileio import atomic_write_text
 from monitor.health.logs import get_logger
 from monitor.timebase import format_utc, parse_utc, require_aware
 
@@ -98,23 +97,8 @@ def load_resume_point(path: Path, feed: str) -> ResumePoint | None:
 
 
 def write_atomically(path: Path, text: str) -> None:
-    """Write to a temporary file in the same directory, fsync, then rename over the target."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    """Replace ``path`` with ``text`` in one rename, fsynced (file and directory)."""
+    atomic_write_text(path, text, durable=True)
 
 
 # A failed write (full or read-only disk) is tried again after at least this long.

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from monitor.backoff import backoff_delay
 from monitor.health.logs import get_logger
 from monitor.timebase import utc_now
 
@@ -38,18 +39,10 @@ class TaskHealth:
     name: str
     state: str = "starting"  # starting | running | backoff | finished
     restarts: int = 0
+    runs: int = 0  # runs started (the first one included)
     last_error: str | None = None
     last_error_utc: datetime | None = None
     next_retry_s: float | None = None
-
-
-def backoff_delay(attempt: int, settings: SupervisorSettings, rng: random.Random) -> float:
-    """Delay before restart number ``attempt`` (1-based)."""
-    base = min(
-        settings.max_backoff_s, settings.initial_backoff_s * settings.factor ** (attempt - 1)
-    )
-    spread = base * settings.jitter
-    return max(0.0, base + rng.uniform(-spread, spread))
 
 
 async def supervise(
@@ -71,6 +64,7 @@ async def supervise(
     while True:
         started = time.monotonic()
         health.state = "running"
+        health.runs += 1
         health.next_retry_s = None
         try:
             await run_once()
@@ -83,7 +77,14 @@ async def supervise(
             if time.monotonic() - started >= settings.reset_after_s:
                 attempt = 0
             attempt += 1
-            delay = backoff_delay(attempt, settings, rng)
+            delay = backoff_delay(
+                attempt - 1,
+                base_s=settings.initial_backoff_s,
+                max_s=settings.max_backoff_s,
+                rng=rng,
+                factor=settings.factor,
+                jitter=settings.jitter,
+            )
             health.state = "backoff"
             health.restarts += 1
             health.last_error = f"{type(error).__name__}: {error}"

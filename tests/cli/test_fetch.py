@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from monitor.audio import extract
 from monitor.audio.decode import DecoderSettings
 from monitor.audio.files import read_audio
 from monitor.cli import fetch as fetch_command
@@ -196,7 +197,7 @@ def test_cancelled_fetch_leaves_nothing_behind(moto_server, bucket_name, segment
 
     async def fetch_then_cancel() -> None:
         task = asyncio.create_task(
-            fetch_command.fetch_range(
+            extract.fetch_range(
                 NODE,
                 parse_utc("2024-06-07T12:00:02Z"),
                 parse_utc("2024-06-07T12:05:02Z"),
@@ -217,3 +218,59 @@ def test_cancelled_fetch_leaves_nothing_behind(moto_server, bucket_name, segment
 
     asyncio.run(fetch_then_cancel())
     assert list(tmp_path.iterdir()) == []
+
+
+def read_only_folder(tmp_path: Path) -> Path:
+    """A folder this process cannot create files in: a mode 0555 folder, or (for root, whom
+    modes do not stop) sysfs, which refuses new files to everyone."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    for candidate in (folder, Path("/sys")):
+        try:
+            (candidate / "probe.flac").touch()
+        except OSError:
+            return candidate
+        (candidate / "probe.flac").unlink()
+    pytest.skip("no folder here refuses new files")
+
+
+def test_fetch_reads_the_configuration_like_run_and_replay(
+    moto_server, bucket_name, segment_files, tmp_path, monkeypatch
+) -> None:
+    upload(moto_server.endpoint_url, bucket_name, dict(enumerate(segment_files)))
+    config = tmp_path / "mirror.toml"
+    config.write_text(f'[s3]\nbucket = "{bucket_name}"\n')
+    monkeypatch.setenv("HYDROMON_S3__ENDPOINT_URL", moto_server.endpoint_url)
+    args = ["--feed", NODE, "--start", "2024-06-07T12:00:05Z", "--duration", "10s"]
+    output = tmp_path / "z.flac"
+    extra = ["--no-progress", "--config", str(config), "--set", "decoder.channel_policy=mix"]
+    assert main(["fetch", *args, "-o", str(output), *extra]) == 0
+    side = json.loads((tmp_path / "z.flac.json").read_text())
+    assert side["bucket"] == bucket_name and side["endpoint_url"] == moto_server.endpoint_url
+    assert side["channel_policy"] == "mix"
+    # A flag is a shorthand for its setting: --set still wins over it.
+    shorthand = ["--channel-policy", "0", "--set", "decoder.channel_policy=auto"]
+    assert main(["fetch", *args, "-o", str(output), *extra, *shorthand]) == 0
+    assert json.loads((tmp_path / "z.flac.json").read_text())["channel_policy"] == "auto"
+
+
+def test_bad_settings_and_unwritable_outputs_are_one_line_errors(
+    moto_server, bucket_name, segment_files, tmp_path, capsys
+) -> None:
+    upload(moto_server.endpoint_url, bucket_name, dict(enumerate(segment_files)))
+    folder = read_only_folder(tmp_path)
+    assert fetch(moto_server.endpoint_url, bucket_name, folder / "x.flac") == 2
+    error = capsys.readouterr().err
+    assert (
+        error.startswith(f"hydromon fetch: {folder}: cannot write here (")
+        and error.count("\n") == 1
+    ), error
+    assert not any(p.name.startswith("x.flac") for p in folder.iterdir())
+    output = tmp_path / "x.flac"
+    assert fetch(moto_server.endpoint_url, bucket_name, output, "--set", "s3.max_attempts=0") == 2
+    assert capsys.readouterr().err.startswith("hydromon fetch: s3.max_attempts: expected")
+    bad_feed = ["--feed", "../../escaped"]
+    assert fetch(moto_server.endpoint_url, bucket_name, output, *bad_feed) == 2
+    assert "--feed: expected a node name" in capsys.readouterr().err
+    assert not output.exists()

@@ -9,7 +9,9 @@ import sys
 import tomllib
 from pathlib import Path
 
-from monitor.config.loader import Config, build, load_config
+import pytest
+
+from monitor.config.loader import Config, ConfigError, build, load_config, parse_set
 
 REPO = Path(__file__).resolve().parents[2]
 HYDROMON = Path(sys.executable).parent / "hydromon"
@@ -122,3 +124,59 @@ def test_show_redis_url_flag_turns_the_output_on_and_off() -> None:
     )
     assert off.returncode == 0, off.stderr
     assert json.loads(off.stdout)["outputs"]["redis"] is False  # the flag is over the env
+
+
+def test_a_node_name_that_is_a_path_is_refused_with_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "escape.toml"
+    config.write_text('[[feeds]]\nnode = "../../escaped"\n')
+    for command in (("config", "show"), ("run",)):
+        done = hydromon(*command, "--config", str(config), "--state-dir", str(tmp_path))
+        assert done.returncode == 2
+        assert done.stderr.count("\n") == 1, done.stderr
+        assert "feeds[0].node: expected a node name" in done.stderr
+        assert '"../../escaped"' in done.stderr
+    assert sorted(p.name for p in tmp_path.parent.iterdir() if "escaped" in p.name) == []
+
+
+def test_every_node_name_is_one_plain_path_component() -> None:
+    for bad in ("..", ".", "a/b", "a\\b", "", "nö", "a b"):
+        with pytest.raises(ConfigError, match="node: expected a node name"):
+            load_config(env={}, overrides=[parse_set(f"feeds.rpi_bush_point.node={bad}")])
+    renamed = load_config(env={}, overrides=[parse_set("feeds.rpi_bush_point.node=rpi.bush-2_b")])
+    assert "rpi.bush-2_b" in [feed.node for feed in renamed.feeds]
+
+
+def test_a_server_on_a_non_loopback_address_needs_a_token(tmp_path: Path) -> None:
+    for setting in ("websocket.host=0.0.0.0", "http.host=192.0.2.7", "http.host=::"):
+        done = hydromon("run", "--set", setting, "--state-dir", str(tmp_path))
+        assert done.returncode == 2
+        assert done.stderr.count("\n") == 1, done.stderr
+        where = setting.split("=")[0]
+        assert f"bad configuration: {where}: " in done.stderr
+        assert "websocket.token" in done.stderr and "allow_anonymous" in done.stderr
+    for allowed in (
+        ["--set", "websocket.host=0.0.0.0", "--set", "websocket.token=t"],
+        ["--set", "http.host=0.0.0.0", "--set", "access.allow_anonymous=true"],
+        ["--set", "websocket.host=localhost", "--set", "http.host=::1"],
+        ["--set", "http.host=0.0.0.0", "--set", "http.enabled=false"],
+    ):
+        assert hydromon("config", "show", *allowed).returncode == 0, allowed
+    token = load_config(env={}, overrides=[parse_set("websocket.token=t")])
+    assert token.http.token == "t"  # one token for every server
+
+
+def test_show_masks_tokens_and_url_passwords() -> None:
+    secrets = ("HuntER2", "pAss:w0rd")
+    for fmt in ("toml", "json"):
+        done = hydromon(
+            "config", "show", "--format", fmt,
+            "--set", f"websocket.token={secrets[0]}",
+            "--redis-url", f"redis://user:{secrets[1]}@redis.example:6379/0",
+            "--set", "s3.endpoint_url=http://key:pw@127.0.0.1:9000",
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert not any(secret in done.stdout for secret in secrets), done.stdout
+        assert ":pw@" not in done.stdout
+        assert "redis://user:***@redis.example:6379/0" in done.stdout
+        assert "http://key:***@127.0.0.1:9000" in done.stdout
+        assert '"***"' in done.stdout

@@ -117,3 +117,25 @@ async def test_a_taken_port_is_a_clear_error(served: tuple[HealthServer, str]) -
 
 async def test_binds_loopback_by_default() -> None:
     assert HttpSettings().host == "127.0.0.1"
+
+
+async def test_status_and_metrics_need_the_token_when_one_is_set() -> None:
+    metrics = Metrics()
+    settings = HttpSettings(port=0, heartbeat_s=0.05, token="s3cret")
+    server = HealthServer(settings, HealthBoard(metrics=metrics), metrics)
+    base = f"http://127.0.0.1:{await server.start()}"
+    try:
+        async with aiohttp.ClientSession() as client:
+            for path in ("/status", "/metrics"):
+                for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"}):
+                    async with client.get(base + path, headers=headers) as response:
+                        assert response.status == 401, (path, headers)
+                        assert response.headers["WWW-Authenticate"] == "Bearer"
+                good = {"Authorization": "Bearer s3cret"}
+                async with client.get(base + path, headers=good) as response:
+                    assert response.status == 200, path
+            for path in ("/healthz", "/readyz"):  # orchestrators probe without credentials
+                async with client.get(base + path) as response:
+                    assert response.status in (200, 503) and response.status != 401
+    finally:
+        await server.close()

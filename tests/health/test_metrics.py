@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -97,3 +99,45 @@ def test_engine_and_output_totals_are_counted_once() -> None:
     assert got[("hydromon_inference_seconds_bucket", (("le", "0.25"),))] == 2
     assert got[("hydromon_publish_failures_total", (("output", "redis"),))] == 0
     assert got[("hydromon_publish_failures_total", (("output", "files"),))] == 5
+
+
+def test_s3_requests_task_runs_and_the_process_collectors_reach_the_exposition() -> None:
+    from monitor.ingest.s3 import RequestStats
+    from monitor.runtime.supervisor import TaskHealth
+
+    metrics = Metrics()
+    stats = RequestStats()
+    tasks = {"feed:rpi_bush_point": TaskHealth("feed:rpi_bush_point")}
+    metrics.watch_s3(stats)
+    metrics.watch_tasks(tasks)
+    stats.gets, stats.lists, stats.retries, stats.not_found = 7, 2, 3, 1
+    stats.too_large = 2
+    stats.rejected["latest"] += 5
+    tasks["feed:rpi_bush_point"].runs = 4
+    text = metrics.exposition().decode()
+    assert 'hydromon_s3_requests_total{op="get"} 7.0' in text
+    assert 'hydromon_s3_requests_total{op="list"} 2.0' in text
+    assert "hydromon_s3_retries_total 3.0" in text
+    assert "hydromon_s3_not_found_total 1.0" in text
+    assert "hydromon_s3_too_large_total 2.0" in text
+    assert 'hydromon_bucket_content_rejected_total{kind="latest"} 5.0' in text
+    assert 'hydromon_task_runs_started_total{task="feed:rpi_bush_point"} 4.0' in text
+    stats.gets += 1  # read at each scrape, never copied
+    assert 'hydromon_s3_requests_total{op="get"} 8.0' in metrics.exposition().decode()
+    assert "python_gc_collections_total" in text
+    if Path("/proc/self/stat").exists():
+        assert "process_resident_memory_bytes" in text
+
+
+def test_totals_kept_elsewhere_are_exported_by_label() -> None:
+    metrics = Metrics()
+    counts = {"rpi_bush_point": 1}
+    metrics.watch_totals("hydromon_things", "Things", "feed", lambda: counts)
+    assert 'hydromon_things_total{feed="rpi_bush_point"} 1.0' in metrics.exposition().decode()
+    counts["rpi_bush_point"] = 3
+    counts["rpi_orcasound_lab"] = 2
+    text = metrics.exposition().decode()
+    assert 'hydromon_things_total{feed="rpi_bush_point"} 3.0' in text
+    assert 'hydromon_things_total{feed="rpi_orcasound_lab"} 2.0' in text
+    metrics.segment_cut("rpi_bush_point")
+    assert 'hydromon_segments_cut_total{feed="rpi_bush_point"} 1.0' in metrics.exposition().decode()

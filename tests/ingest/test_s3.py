@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import random
-
 import pytest
 
 from monitor.ingest.s3 import (
@@ -13,7 +11,6 @@ from monitor.ingest.s3 import (
     S3Object,
     S3Settings,
     S3Unavailable,
-    backoff_delay,
     open_store,
 )
 from tests.support.s3_proxy import flaky_proxy
@@ -128,14 +125,6 @@ async def test_unsigned_reads_of_a_private_bucket_are_denied(moto_server, node):
         with pytest.raises(S3AccessDenied):
             await store.get("private.txt")
         assert store.stats.retries == 0
-
-
-def test_backoff_is_full_jitter_and_capped():
-    rng = random.Random(7)
-    delays = [backoff_delay(attempt, 0.5, 4.0, rng) for attempt in range(8) for _ in range(50)]
-    assert min(delays) >= 0.0 and max(delays) <= 4.0
-    early = [backoff_delay(0, 0.5, 4.0, rng) for _ in range(200)]
-    assert max(early) <= 0.5 and len({round(d, 6) for d in early}) > 100
 
 
 def test_bad_settings_are_refused():

@@ -108,6 +108,11 @@ async def test_a_crashing_feed_restarts_with_backoff_and_never_takes_the_daemon_
                 if line.startswith(f'hydromon_feed_restarts_total{{feed="{BROKEN}"}}')
             ]
             assert restarts and float(restarts[0].split()[-1]) >= 3
+            # Totals other parts keep, read by the running daemon at each scrape.
+            assert values['hydromon_s3_requests_total{op="get"}'] >= 2
+            assert values[f'hydromon_task_runs_started_total{{task="{BROKEN}"}}'] >= 4
+            assert values[f'hydromon_candidates_discarded_total{{feed="{GOOD}"}}'] >= 0
+            assert f'hydromon_segments_cut_total{{feed="{GOOD}"}}' not in values  # none was cut
             stop.set()
             assert await asyncio.wait_for(run, 30) == 0
         finally:

@@ -4,23 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import random
 import time
 
 import pytest
 
-from monitor.runtime.supervisor import SupervisorSettings, TaskHealth, backoff_delay, supervise
+from monitor.runtime.supervisor import SupervisorSettings, TaskHealth, supervise
 
 FAST = SupervisorSettings(initial_backoff_s=0.02, max_backoff_s=0.1, factor=2.0, jitter=0.2)
-
-
-def test_backoff_grows_caps_and_jitters_within_bounds() -> None:
-    rng = random.Random(1)
-    settings = SupervisorSettings(initial_backoff_s=1, max_backoff_s=30, factor=2, jitter=0.2)
-    for attempt, base in [(1, 1), (2, 2), (3, 4), (5, 16), (6, 30), (20, 30)]:
-        delays = [backoff_delay(attempt, settings, rng) for _ in range(200)]
-        assert min(delays) >= base * 0.8 and max(delays) <= base * 1.2
-        assert max(delays) - min(delays) > base * 0.2  # the jitter really spreads restarts
 
 
 async def test_a_crashing_task_is_restarted_and_reported_until_it_succeeds() -> None:
@@ -41,7 +31,7 @@ async def test_a_crashing_task_is_restarted_and_reported_until_it_succeeds() -> 
         on_crash=lambda name, error: crashes.append(f"{name}: {error}"),
     )
     assert len(runs) == 4
-    assert health.restarts == 3 and health.state == "finished"
+    assert health.restarts == 3 and health.runs == 4 and health.state == "finished"
     assert health.last_error == "ConnectionError: S3 went away (3)"
     assert crashes == [f"feed:rpi_test: S3 went away ({i})" for i in (1, 2, 3)]
     gaps = [b - a for a, b in itertools.pairwise(runs)]
