@@ -14,14 +14,12 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 
-log = logging.getLogger(__name__)
+from models.precision import Precision, PrecisionRequest
 
-Precision = Literal["fp32", "bf16"]
-PrecisionRequest = Literal["auto", "fp32", "bf16"]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

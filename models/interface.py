@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from models.device import Precision
+from models.precision import Precision
 
 # One window's classification: target label → score in [0, 1].
 Scores = dict[str, float]

@@ -35,7 +35,7 @@ class ClassifierLoadError(ValueError):
 
 
 @dataclass(frozen=True)
-class ModelIdentity:
+class CheckpointIdentity:
     """What produced a score: the checkpoint's name and the sha256 of its weights files."""
 
     name: str
@@ -51,7 +51,7 @@ class Classifier:
     target_labels: tuple[str, ...]
     thresholds: dict[str, float]
     activation: Activation
-    identity: ModelIdentity
+    identity: CheckpointIdentity
     attn_implementation: str
     # "bf16" runs the transformer under bf16 autocast; the features always stay fp32.
     precision: Literal["fp32", "bf16"] = "fp32"
@@ -137,7 +137,9 @@ def load_classifier(
         target_labels=targets,
         thresholds=per_label,
         activation=chosen,
-        identity=ModelIdentity(name=name, sha256=weights_sha256(directory), source=str(source)),
+        identity=CheckpointIdentity(
+            name=name, sha256=weights_sha256(directory), source=str(source)
+        ),
         attn_implementation=attn,
     )
 

@@ -7,12 +7,9 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Literal
 
+from models.precision import PrecisionRequest
 from monitor.limits import check_limits
-
-# Same values as models.device.PrecisionRequest (which needs torch to import).
-Precision = Literal["auto", "fp32", "bf16"]
 
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
@@ -23,7 +20,7 @@ class EngineSettings:
     max_wait_ms: float = field(default=25.0, metadata={"min": 0.0})
     queue_size: int = field(default=64, metadata={"min": 1})
     device: str = "auto"  # "auto", "cpu", "cuda" or "cuda:N"
-    precision: Precision = "auto"
+    precision: PrecisionRequest = "auto"
     # Largest score difference bf16 may show against fp32 on the startup probe.
     bf16_tolerance: float = field(default=0.02, metadata={"min": 0.0})
     num_threads: int = field(default=0, metadata={"min": 0})  # 0 → the cores this process may use
