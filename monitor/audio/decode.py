@@ -61,6 +61,7 @@ from monitor.audio.chunks import AudioChunk
 from monitor.audio.files import planar_float
 from monitor.health.logs import get_logger
 from monitor.ingest.slots import GAP_RESTART, NOMINAL_SEGMENT_SECONDS, Segment, SegmentGap
+from monitor.limits import check_limits
 from monitor.timebase import after_samples, samples_between
 
 log = get_logger(__name__)
@@ -97,12 +98,7 @@ class DecoderSettings:
 
     def __post_init__(self) -> None:
         check_channel_policy(self.channel_policy, "channel_policy")
-        if self.dead_channel_db <= 0:
-            raise ValueError(f"dead_channel_db must be > 0 dB, got {self.dead_channel_db}")
-        if self.max_timestamp_jump_s <= 0:
-            raise ValueError(f"max_timestamp_jump_s must be > 0, got {self.max_timestamp_jump_s}")
-        if not self.max_overrun_s > 0:
-            raise ValueError(f"max_overrun_s must be > 0, got {self.max_overrun_s}")
+        check_limits(self)
         if self.ts_origin_s is not None and not 0 <= self.ts_origin_s < PTS_WRAP_S:
             raise ValueError(
                 f"ts_origin_s must be None or in [0, 2^33/90000), got {self.ts_origin_s}"

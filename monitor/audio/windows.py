@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from monitor.audio.chunks import Window
 from monitor.audio.ring import RingBuffer
+from monitor.limits import check_limits
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,10 +27,7 @@ class WindowSettings:
     hop_s: float = field(default=1.0, metadata={"gt": 0.0})
 
     def __post_init__(self) -> None:
-        if (self.length_s is not None and self.length_s <= 0) or self.hop_s <= 0:
-            raise ValueError(
-                f"window length and hop must be > 0, got {self.length_s}, {self.hop_s}"
-            )
+        check_limits(self)
 
     def resolved(self, classifier_window_s: float) -> WindowSettings:
         """These settings with an unset length taken from the classifier."""

@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from models.thresholds import bad_thresholds
 from monitor.audio.chunks import Window
 from monitor.detect.ids import detection_id
 from monitor.detect.records import (
@@ -41,6 +42,7 @@ from monitor.detect.records import (
     SegmentUse,
     Species,
 )
+from monitor.limits import check_limits
 from monitor.timebase import format_utc, require_aware, utc_now
 
 
@@ -59,13 +61,9 @@ class EventSettings:
 
     def __post_init__(self) -> None:
         for where, table in [("thresholds", self.thresholds), *self._feed_tables()]:
-            for label, value in table.items():
-                if not 0.0 <= float(value) <= 1.0:
-                    raise ValueError(f"{where}[{label!r}] = {value}: a threshold is in [0, 1]")
-        if self.quiet_s <= 0 or self.max_duration_s <= 0 or self.min_positive_s < 0:
-            raise ValueError("quiet_s and max_duration_s must be > 0, min_positive_s ≥ 0")
-        if self.min_positive_windows is not None and self.min_positive_windows < 1:
-            raise ValueError("min_positive_windows must be ≥ 1")
+            for label, value in bad_thresholds(table).items():
+                raise ValueError(f"{where}[{label!r}] = {value}: a threshold is in [0, 1]")
+        check_limits(self)
 
     def _feed_tables(self) -> list[tuple[str, Mapping[str, float]]]:
         return [(f"feed_thresholds[{feed!r}]", t) for feed, t in self.feed_thresholds.items()]

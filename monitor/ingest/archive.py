@@ -46,6 +46,7 @@ from monitor.ingest.slots import (
     slot_start,
 )
 from monitor.ingest.timing import TimingSettings, TimingSource, number_covering, number_start
+from monitor.limits import check_limits
 from monitor.timebase import format_utc, require_aware, to_epoch
 
 log = get_logger(__name__)
@@ -60,10 +61,7 @@ class ArchiveSettings:
     lookback_prefix_digits: int = field(default=4, metadata={"min": 0})
 
     def __post_init__(self) -> None:
-        if self.prefetch < 1:
-            raise ValueError(f"ArchiveSettings.prefetch must be >= 1, got {self.prefetch}")
-        if self.lookback_prefix_digits < 0:
-            raise ValueError("ArchiveSettings.lookback_prefix_digits must be >= 0")
+        check_limits(self)
 
 
 def common_digits(a: int, b: int) -> str:

@@ -52,6 +52,7 @@ from monitor.ingest.slots import (
     slot_start,
 )
 from monitor.ingest.timing import TimingSettings, TimingSource, folder_audio_start, number_covering
+from monitor.limits import check_limits
 from monitor.timebase import from_epoch, require_aware, utc_now
 
 log = get_logger(__name__)
@@ -78,13 +79,7 @@ class FollowerSettings:
     archive: ArchiveSettings = field(default_factory=ArchiveSettings)
 
     def __post_init__(self) -> None:
-        for name in ("poll_interval_s", "missing_grace_s", "quiet_after_arrival_s"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"FollowerSettings.{name} must be >= 0")
-        if self.probe_ahead < 0:
-            raise ValueError("FollowerSettings.probe_ahead must be >= 0")
-        if not self.max_future_skew_s > 0:
-            raise ValueError("FollowerSettings.max_future_skew_s must be > 0")
+        check_limits(self)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from monitor.limits import check_limits
 from monitor.runtime.pipeline import PipelineSettings
 
 
@@ -19,7 +20,4 @@ class DaemonSettings:
     pipeline: PipelineSettings = field(default_factory=PipelineSettings)
 
     def __post_init__(self) -> None:
-        if self.shutdown_timeout_s <= 0 or self.output_close_timeout_s <= 0:
-            raise ValueError("shutdown and output close timeouts must be > 0 s")
-        if self.decoder_threads < 1:
-            raise ValueError("decoder_threads: must be ≥ 1")
+        check_limits(self)

@@ -139,6 +139,7 @@ async def test_a_full_disk_keeps_the_point_pending_and_retries(
     """A full disk cannot be made here, so the rename that would fail on one is made to raise
     ENOSPC (the only thing patched): the save does not raise, the error is reported, and the
     point is written by the retry once space is back."""
+    import models.fileio as fileio
     import monitor.runtime.resume as resume
 
     errors: list[OSError] = []
@@ -150,12 +151,12 @@ async def test_a_full_disk_keeps_the_point_pending_and_retries(
     def full_disk(*_args: object) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(resume.os, "replace", full_disk)
+    monkeypatch.setattr(fileio.os, "replace", full_disk)
     await state.save(point(1))
     assert [e.errno for e in errors] == [errno.ENOSPC]
     assert state.pending == point(1) and "No space left" in (state.error or "")
     assert not state.path.exists()
     assert os.listdir(tmp_path) == []  # no temporary file left behind
-    monkeypatch.setattr(resume.os, "replace", real_replace)
+    monkeypatch.setattr(fileio.os, "replace", real_replace)
     await asyncio.sleep(resume.RETRY_S + 0.5)
     assert state.load() == point(1) and state.pending is None and state.error is None
