@@ -77,7 +77,8 @@ def _parts(key: str, *, prefix: bool) -> list[str]:
 
 
 def _etag(info: os.stat_result) -> str:
-    return f'"{info.st_mtime_ns:x}-{info.st_size:x}"'
+    # the inode too: a file replaced by rename within one mtime tick still reads as changed
+    return f'"{info.st_ino:x}-{info.st_mtime_ns:x}-{info.st_size:x}"'
 
 
 def _mtime(info: os.stat_result) -> datetime:
