@@ -316,7 +316,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("-o", "--output", required=True, type=Path, help="x.flac or x.wav")
     defaults = S3Settings()
     parser.add_argument("--bucket", default=defaults.bucket)
-    parser.add_argument("--endpoint-url", default=None, help="S3 endpoint (an emulator), or file:///DIR for a local mirror in the bucket layout")
+    parser.add_argument(
+        "--endpoint-url",
+        default=None,
+        help="S3 endpoint (an emulator), or file:///DIR: a local mirror in the bucket's layout",
+    )
     parser.add_argument("--region", default=defaults.region)
     parser.add_argument(
         "--channel-policy", default="auto", help="auto (skip a dead channel), mix, or an index"
