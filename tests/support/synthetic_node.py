@@ -18,6 +18,8 @@ from typing import Any, Protocol
 
 from aiobotocore.session import AioSession, get_session
 
+from monitor.ingest.demo_node import legacy_playlist, write_object
+
 # The two stores the readers run on (tests about reading parametrize ``store_kind`` over both).
 STORE_KINDS = ("s3", "local")
 SAMPLES = Path(__file__).resolve().parent.parent / "data" / "orcasound-hls" / "normal"
@@ -27,20 +29,6 @@ PACIFIC_DAYLIGHT = timezone(timedelta(hours=-7))
 def real_segments() -> list[bytes]:
     """The real Orcasound .ts files, in a fixed order."""
     return [path.read_bytes() for path in sorted(SAMPLES.glob("*.ts"))]
-
-
-def legacy_playlist(numbers: Iterable[int], *, media_sequence: int = 0) -> str:
-    """What the ffmpeg segment muxer wrote: TARGETDURATION 11, EXTINF 10.005422, no PDT."""
-    lines = [
-        "#EXTM3U",
-        "#EXT-X-VERSION:3",
-        f"#EXT-X-MEDIA-SEQUENCE:{media_sequence}",
-        "#EXT-X-ALLOW-CACHE:YES",
-        "#EXT-X-TARGETDURATION:11",
-    ]
-    for number in numbers:
-        lines += ["#EXTINF:10.005422,", f"live{number:03d}.ts"]
-    return "\n".join(lines) + "\n"
 
 
 def pdt_playlist(
@@ -92,11 +80,7 @@ class MirrorUploader:
     root: Path
 
     async def put(self, key: str, data: bytes) -> None:
-        path = self.root / key
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.name}.partial")
-        partial.write_bytes(data)
-        partial.replace(path)
+        write_object(self.root, key, data)
 
     async def delete(self, key: str) -> None:
         (self.root / key).unlink(missing_ok=True)
