@@ -77,8 +77,9 @@ def segment_start(folder_epoch: int, number: int) -> datetime:
 @dataclass(frozen=True)
 class Stream:
     folder_epoch: int
-    segments: list[bytes]  # live000.ts, live001.ts, ...
+    segments: list[bytes]  # live000.ts, live001.ts, ... (the last holds the encoder's flush)
     calls: list[MixedCall]
+    audio_s: float  # the signal's length
 
     @property
     def start_utc(self) -> datetime:
@@ -86,7 +87,7 @@ class Stream:
 
     @property
     def end_utc(self) -> datetime:
-        return segment_start(self.folder_epoch, len(self.segments))
+        return self.start_utc + timedelta(seconds=self.audio_s)
 
     def segment_of(self, moment: datetime) -> int:
         return int((moment - self.start_utc).total_seconds() // SEGMENT_S)
@@ -117,7 +118,8 @@ def build_stream(
         mixed.append(
             MixedCall(name, t0 + timedelta(seconds=offset_s), t0 + timedelta(seconds=end_s))
         )
-    return Stream(folder_epoch, encode_segments(signal[np.newaxis, :], RATE), mixed)
+    segments = encode_segments(signal[np.newaxis, :], RATE)
+    return Stream(folder_epoch, segments, mixed, signal.shape[0] / RATE)
 
 
 def legacy_playlist(numbers: Iterable[int], *, media_sequence: int = 0) -> str:
