@@ -182,14 +182,16 @@ async def _until_processed(
 def _print_where(
     config: Any, daemon: Daemon, node: str, demo_dir: Path, calls: Path, speed: float
 ) -> None:
-    ws = f"ws://{config.websocket.host}:{daemon.websocket_port}"
     lines = [
         f"hydromon demo: node {node} from real recordings, played at {speed:g}x real time",
         f"  mirror (local store):  {demo_dir / 'mirror'}",
         f"  calls mixed in:        {calls}",
-        f"  websocket:             {ws}   (hydromon subscribe --url {ws})",
-        f"  detection files:       {config.files.directory}",
     ]
+    if daemon.websocket_port is not None:
+        ws = f"ws://{config.websocket.host}:{daemon.websocket_port}"
+        lines.append(f"  websocket:             {ws}   (hydromon subscribe --url {ws})")
+    if config.outputs.files:
+        lines.append(f"  detection files:       {config.files.directory}")
     if daemon.http_port is not None:
         lines.append(
             f"  status:                http://{config.http.host}:{daemon.http_port}/status"
