@@ -19,6 +19,10 @@ $(VENV)/.installed: pyproject.toml
 run: setup
 	$(VENV)/bin/hydromon run --config $(CONFIG) $(ARGS)
 
+# Offline: a real-audio node played into a local mirror under var/demo, followed live.
+demo: setup
+	$(VENV)/bin/hydromon demo --config $(CONFIG) $(ARGS)
+
 test: setup
 	./scripts/ensure-redis.sh
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q $(ARGS)

@@ -17,10 +17,11 @@ os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-west-2")
 
-from monitor.ingest.s3 import S3Store, open_store
+from monitor.ingest.s3 import open_store
+from monitor.ingest.store import Store
 from tests.support.s3_store import store_settings
 from tests.support.services import MotoServer, RedisServer
-from tests.support.synthetic_node import SyntheticNode, synthetic_node
+from tests.support.synthetic_node import SyntheticNode, mirror_node, synthetic_node
 
 DATA = Path(__file__).parent / "data"
 
@@ -88,13 +89,24 @@ def fresh_logging():
 
 
 @pytest.fixture
-async def node(moto_server, bucket_name) -> AsyncIterator[SyntheticNode]:
-    """A synthetic node on the real moto server."""
+def store_kind() -> str:
+    """Which store ``node`` and ``store`` use: "s3" (the moto server) unless a test
+    parametrizes it over ``STORE_KINDS`` (tests/support/synthetic_node.py)."""
+    return "s3"
+
+
+@pytest.fixture
+async def node(request, store_kind, bucket_name, tmp_path) -> AsyncIterator[SyntheticNode]:
+    """A synthetic node on the real moto server, or in a local mirror directory."""
+    if store_kind == "local":
+        yield mirror_node(tmp_path / "mirror", bucket_name)
+        return
+    moto_server = request.getfixturevalue("moto_server")
     async with synthetic_node(moto_server.endpoint_url, bucket_name) as created:
         yield created
 
 
 @pytest.fixture
-async def store(moto_server, node) -> AsyncIterator[S3Store]:
-    async with open_store(store_settings(moto_server.endpoint_url, node.bucket)) as opened:
+async def store(node) -> AsyncIterator[Store]:
+    async with open_store(store_settings(node.endpoint_url, node.bucket)) as opened:
         yield opened

@@ -51,7 +51,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     length.add_argument("--end", help="UTC end instead of a duration")
     parser.add_argument("-o", "--output", required=True, type=Path, help="x.flac or x.wav")
     parser.add_argument("--bucket", default=None, help="S3 bucket (s3.bucket)")
-    parser.add_argument("--endpoint-url", default=None, help="S3 endpoint, e.g. an emulator")
+    parser.add_argument(
+        "--endpoint-url",
+        default=None,
+        help="S3 endpoint (an emulator), or file:///DIR: a local mirror in the bucket's layout",
+    )
     parser.add_argument("--region", default=None, help="S3 region (s3.region)")
     parser.add_argument(
         "--channel-policy",

@@ -1,4 +1,5 @@
-"""Reading a time range of a feed from S3 as ``Segment | SegmentGap`` in time order.
+"""Reading a time range of a feed from the store (S3 or a local mirror) as ``Segment |
+SegmentGap`` in time order.
 
 Folder search: a node can hold ~17,000 ``<epoch>`` folders (a full listing takes ~20 s), so the
 folders are found by LISTing ``<node>/hls/<prefix>`` with Delimiter "/", where ``<prefix>`` is the
@@ -30,7 +31,6 @@ from monitor.ingest.playlist import (
     parse_playlist,
     segment_number,
 )
-from monitor.ingest.s3 import S3Object, S3ObjectTooLarge, S3Store, S3Unavailable
 from monitor.ingest.slots import (
     GAP_EMPTY,
     GAP_MISSING,
@@ -45,6 +45,7 @@ from monitor.ingest.slots import (
     slot_ref,
     slot_start,
 )
+from monitor.ingest.store import S3Object, S3ObjectTooLarge, S3Unavailable, Store
 from monitor.ingest.timing import TimingSettings, TimingSource, number_covering, number_start
 from monitor.limits import check_limits
 from monitor.timebase import format_utc, require_aware, to_epoch
@@ -84,7 +85,7 @@ def _folder_epoch(prefix: str) -> int | None:
     return parse_epoch(_folder_name(prefix))
 
 
-async def _list_block(store: S3Store, node: str, block: str) -> list[int]:
+async def _list_block(store: Store, node: str, block: str) -> list[int]:
     """Folder epochs whose decimal digits start with ``block`` (one LIST per 1000 folders)."""
     found: set[int] = set()
     async for page in store.list_pages(folders_prefix(node) + block, delimiter="/"):
@@ -93,7 +94,7 @@ async def _list_block(store: S3Store, node: str, block: str) -> list[int]:
 
 
 async def folder_at_or_before(
-    store: S3Store,
+    store: Store,
     node: str,
     epoch: int,
     *,
@@ -129,7 +130,7 @@ async def folder_at_or_before(
 
 
 async def find_folders(
-    store: S3Store, node: str, start_epoch: int, end_epoch: int, *, min_prefix_digits: int = 4
+    store: Store, node: str, start_epoch: int, end_epoch: int, *, min_prefix_digits: int = 4
 ) -> list[int]:
     """Folders whose span ``[epoch_i, epoch_{i+1})`` meets ``[start_epoch, end_epoch)``: those
     inside the range plus the newest one at or before its start."""
@@ -149,7 +150,7 @@ async def find_folders(
     return ([before] if before is not None else []) + inside
 
 
-async def folders_after(store: S3Store, node: str, epoch: int, until: int) -> list[int]:
+async def folders_after(store: Store, node: str, epoch: int, until: int) -> list[int]:
     """Folder epochs in ``(epoch, until]``, listing only their common-prefix block."""
     block = common_digits(epoch + 1, until)
     return [e for e in await _list_block(store, node, block) if epoch < e <= until]
@@ -161,7 +162,7 @@ class _Fetch:
     known_pdt: dict[int, datetime]
 
 
-async def folder_pdts(store: S3Store, node: str, folder_epoch: int) -> dict[int, datetime]:
+async def folder_pdts(store: Store, node: str, folder_epoch: int) -> dict[int, datetime]:
     """PROGRAM-DATE-TIME per segment number from a folder's playlist ({} when there is none,
     or when it is too large or unreadable: logged and counted)."""
     try:
@@ -189,7 +190,7 @@ def _clip(gap: SegmentGap, start: datetime, end: datetime) -> SegmentGap | None:
 
 
 async def _plan(
-    store: S3Store, node: str, start: datetime, end: datetime, settings: ArchiveSettings
+    store: Store, node: str, start: datetime, end: datetime, settings: ArchiveSettings
 ) -> AsyncIterator[_Fetch | SegmentGap]:
     timing = settings.timing
     folders = await find_folders(
@@ -279,7 +280,7 @@ async def _resolve(
 
 
 async def read_archive(
-    store: S3Store,
+    store: Store,
     node: str,
     start_utc: datetime,
     end_utc: datetime,

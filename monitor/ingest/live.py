@@ -37,7 +37,6 @@ from monitor.ingest.playlist import (
     parse_playlist,
     segment_number,
 )
-from monitor.ingest.s3 import NotModified, S3Object, S3ObjectTooLarge, S3Store, S3Unavailable
 from monitor.ingest.slots import (
     GAP_EMPTY,
     GAP_MISSING,
@@ -51,6 +50,7 @@ from monitor.ingest.slots import (
     slot_ref,
     slot_start,
 )
+from monitor.ingest.store import NotModified, S3Object, S3ObjectTooLarge, S3Unavailable, Store
 from monitor.ingest.timing import TimingSettings, TimingSource, folder_audio_start, number_covering
 from monitor.limits import check_limits
 from monitor.timebase import from_epoch, require_aware, utc_now
@@ -113,7 +113,7 @@ class FollowerObserver(Protocol):
 class _Watch:
     """What the follower knows about a feed between polls."""
 
-    store: S3Store
+    store: Store
     node: str
     settings: FollowerSettings
     observer: FollowerObserver | None = None
@@ -415,7 +415,7 @@ def _cut_at(gap: SegmentGap | None, end: datetime) -> SegmentGap | None:
 
 
 async def follow_live(
-    store: S3Store,
+    store: Store,
     node: str,
     settings: FollowerSettings | None = None,
     *,

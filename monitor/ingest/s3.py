@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import random
-from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -34,11 +33,47 @@ from botocore.exceptions import (
 
 from monitor.backoff import backoff_delay
 from monitor.health.logs import get_logger
+from monitor.ingest.local_store import LocalStore, is_local_endpoint, local_root
+from monitor.ingest.store import (
+    BucketMissingError,
+    Listing,
+    NotModified,
+    ObjectInfo,
+    RequestStats,
+    S3AccessDenied,
+    S3BucketMissing,
+    S3Error,
+    S3Object,
+    S3ObjectTooLarge,
+    S3Unavailable,
+    Store,
+    gather_pages,
+)
 from monitor.limits import check_limits
 
 log = get_logger(__name__)
 
 T = TypeVar("T")
+
+# The shared records and errors, importable from here as before.
+__all__ = [
+    "BucketMissingError",
+    "Listing",
+    "LocalStore",
+    "NotModified",
+    "ObjectInfo",
+    "RequestStats",
+    "S3AccessDenied",
+    "S3BucketMissing",
+    "S3Error",
+    "S3Object",
+    "S3ObjectTooLarge",
+    "S3Settings",
+    "S3Store",
+    "S3Unavailable",
+    "Store",
+    "open_store",
+]
 
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 _RETRY_CODES = frozenset(
@@ -60,6 +95,8 @@ _TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 class S3Settings:
     bucket: str = "audio-orcasound-net"
     region: str = "us-west-2"
+    # None: AWS; "http://127.0.0.1:5000": another S3 (moto, minio); "file:///path": a local
+    # mirror directory in the bucket's layout (monitor/ingest/local_store.py)
     endpoint_url: str | None = None
     anonymous: bool = True  # the Orcasound bucket is public: unsigned requests
     connect_timeout_s: float = field(default=5.0, metadata={"gt": 0.0})
@@ -78,97 +115,9 @@ class S3Settings:
     def __post_init__(self) -> None:
         if not self.bucket:
             raise ValueError("S3Settings.bucket must not be empty")
+        if is_local_endpoint(self.endpoint_url):
+            local_root(str(self.endpoint_url))  # a file: URL that names no directory is refused
         check_limits(self)
-
-
-class S3Error(Exception):
-    """A request that failed for a reason retrying cannot fix, or after all retries."""
-
-    def __init__(self, message: str, *, key: str | None = None, status: int | None = None):
-        super().__init__(message)
-        self.key = key
-        self.status = status
-
-
-class S3AccessDenied(S3Error):
-    """403: the bucket or key is not public (or our credentials are refused)."""
-
-
-class S3BucketMissing(S3Error):
-    """The bucket itself does not exist: a configuration error (commands exit 2, the daemon
-    must not restart a feed on it)."""
-
-
-BucketMissingError = S3BucketMissing
-
-
-class S3ObjectTooLarge(S3Error):
-    """The object is larger than the caller's limit; it was not read."""
-
-    def __init__(self, message: str, *, key: str, size: int | None, limit: int):
-        super().__init__(message, key=key)
-        self.size = size
-        self.limit = limit
-
-
-class S3Unavailable(S3Error):
-    """Transient failures (5xx, timeouts, connection errors) outlasted every retry."""
-
-
-@dataclass(frozen=True, slots=True)
-class S3Object:
-    key: str
-    data: bytes
-    etag: str | None
-    last_modified: datetime | None  # aware UTC
-
-    @property
-    def size(self) -> int:
-        return len(self.data)
-
-    @property
-    def text(self) -> str:
-        return self.data.decode("utf-8", errors="replace")
-
-
-@dataclass(frozen=True, slots=True)
-class NotModified:
-    """A conditional GET found the object unchanged."""
-
-    key: str
-    etag: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class ObjectInfo:
-    key: str
-    size: int
-    etag: str | None
-    last_modified: datetime | None  # aware UTC
-
-
-@dataclass(frozen=True, slots=True)
-class Listing:
-    objects: list[ObjectInfo]
-    prefixes: list[str]  # CommonPrefixes when a delimiter was given
-
-    @property
-    def keys(self) -> list[str]:
-        return [item.key for item in self.objects]
-
-
-@dataclass(slots=True)
-class RequestStats:
-    """Counts of calls made by the store (one per logical request, retries counted apart)."""
-
-    gets: int = 0
-    lists: int = 0
-    retries: int = 0
-    not_modified: int = 0
-    not_found: int = 0
-    too_large: int = 0
-    # bucket content refused by the readers (bad latest.txt, playlist, key names), by kind
-    rejected: Counter[str] = field(default_factory=Counter)
 
 
 def _utc(moment: datetime | None) -> datetime | None:
@@ -379,12 +328,7 @@ class S3Store:
 
     async def list(self, prefix: str, *, delimiter: str | None = None) -> Listing:
         """Every key (and common prefix) under ``prefix``, all pages."""
-        objects: list[ObjectInfo] = []
-        prefixes: list[str] = []
-        async for page in self.list_pages(prefix, delimiter=delimiter):
-            objects.extend(page.objects)
-            prefixes.extend(page.prefixes)
-        return Listing(objects=objects, prefixes=prefixes)
+        return await gather_pages(self.list_pages(prefix, delimiter=delimiter))
 
 
 @functools.cache
@@ -396,9 +340,13 @@ def _session() -> AioSession:
 @asynccontextmanager
 async def open_store(
     settings: S3Settings | None = None, *, rng: random.Random | None = None
-) -> AsyncIterator[S3Store]:
-    """An :class:`S3Store` around one pooled client, closed on exit."""
+) -> AsyncIterator[Store]:
+    """The store ``settings`` name: a :class:`LocalStore` for a ``file:`` endpoint, else an
+    :class:`S3Store` around one pooled client, closed on exit."""
     settings = settings or S3Settings()
+    if is_local_endpoint(settings.endpoint_url):
+        yield LocalStore(local_root(str(settings.endpoint_url)), settings)
+        return
     config = AioConfig(
         region_name=settings.region,
         signature_version=UNSIGNED if settings.anonymous else None,

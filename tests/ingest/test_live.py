@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 from datetime import timedelta
 
+import pytest
 from structlog.testing import capture_logs
 
 from monitor.ingest.live import FollowerSettings, SegmentCursor, cursor_after, follow_live
@@ -16,6 +17,7 @@ from monitor.ingest.slots import Segment, SegmentGap
 from monitor.timebase import from_epoch
 from tests.support.s3_proxy import flaky_proxy
 from tests.support.s3_store import store_settings
+from tests.support.synthetic_node import STORE_KINDS
 
 E1 = 1717761600  # 2024-06-07T12:00:00Z
 E2 = E1 + 100
@@ -48,6 +50,7 @@ def brief(items: list) -> list[tuple]:
     ]
 
 
+@pytest.mark.parametrize("store_kind", STORE_KINDS)
 async def test_default_start_is_newest_then_follows_segments_ahead_of_playlist(node, store):
     await node.set_latest(E1)
     await node.put_segments(E1, range(6))
@@ -68,6 +71,7 @@ async def test_default_start_is_newest_then_follows_segments_ahead_of_playlist(n
     assert cursor_after(got[2]) == SegmentCursor(E1, 7)
 
 
+@pytest.mark.parametrize("store_kind", STORE_KINDS)
 async def test_pdt_rolling_playlist_times_exact(node, store):
     await node.set_latest(E1)
     await node.put_segments(E1, range(10))
@@ -82,6 +86,7 @@ async def test_pdt_rolling_playlist_times_exact(node, store):
     assert all(s.start_utc.utcoffset() == timedelta(0) for s in got)
 
 
+@pytest.mark.parametrize("store_kind", STORE_KINDS)
 async def test_zero_byte_segment_is_an_empty_gap(node, store):
     await node.set_latest(E1)
     await node.put_segments(E1, [0, 2])
@@ -92,6 +97,7 @@ async def test_zero_byte_segment_is_an_empty_gap(node, store):
     assert (got[1].start_utc, got[1].end_utc) == (at(E1 + 12), at(E1 + 22))
 
 
+@pytest.mark.parametrize("store_kind", STORE_KINDS)
 async def test_missing_latest_is_waited_for(node, store):
     async def node_starts_later() -> None:
         await asyncio.sleep(0.3)
@@ -110,6 +116,7 @@ async def test_missing_latest_is_waited_for(node, store):
     assert brief(got) == [("seg", E1, 1), ("seg", E1, 2)]
 
 
+@pytest.mark.parametrize("store_kind", STORE_KINDS)
 async def test_segments_uploaded_while_following(node, store):
     await node.set_latest(E1)
 
@@ -128,6 +135,7 @@ async def test_segments_uploaded_while_following(node, store):
     assert [s.data for s in got] == [node.sample(n) for n in range(4)]
 
 
+@pytest.mark.parametrize("store_kind", STORE_KINDS)
 async def test_a_segment_that_never_comes_is_a_gap_after_grace_a_late_one_is_not(node, store):
     await node.set_latest(E1)
     await node.put_segments(E1, [0, 2, 4])  # 1 comes late (within grace), 3 never
@@ -152,6 +160,7 @@ async def test_a_segment_that_never_comes_is_a_gap_after_grace_a_late_one_is_not
     assert FAST.missing_grace_s <= waited < FAST.missing_grace_s + 2.0
 
 
+@pytest.mark.parametrize("store_kind", STORE_KINDS)
 async def test_restart_finishes_old_tail_from_listing_then_new_folder(node, store):
     await node.put_segments(E1, [0, 1, 2, 5])  # 3, 4 missing; 5 never listed in the playlist
     await node.put_legacy_playlist(E1, [0, 1, 2])
@@ -175,6 +184,7 @@ async def test_restart_finishes_old_tail_from_listing_then_new_folder(node, stor
     assert got[6].start_utc == at(E2 + 2)
 
 
+@pytest.mark.parametrize("store_kind", STORE_KINDS)
 async def test_restart_in_progress_waits_for_the_old_folders_last_upload(node, store):
     # the restart is happening now (the new epoch is not older than our clock), so the old
     # folder's last upload may still be in flight: the follower gives it the grace time
@@ -205,6 +215,7 @@ async def test_restart_in_progress_waits_for_the_old_folders_last_upload(node, s
     ]
 
 
+@pytest.mark.parametrize("store_kind", STORE_KINDS)
 async def test_resume_walks_every_folder_since_the_cursor(node, store):
     for epoch in (E1, E2, E3):
         await node.put_segments(epoch, [0, 1])
@@ -223,6 +234,7 @@ async def test_resume_walks_every_folder_since_the_cursor(node, store):
     ]
 
 
+@pytest.mark.parametrize("store_kind", STORE_KINDS)
 async def test_start_at_reaches_back_through_the_archive(node, store):
     await node.put_segments(E1, range(6))
     await node.put_segments(E2, range(3))
@@ -258,6 +270,7 @@ async def test_s3_outage_is_ridden_out(moto_server, node):
     assert brief(got) == [("seg", E1, 0), ("seg", E1, 1)]
 
 
+@pytest.mark.parametrize("store_kind", STORE_KINDS)
 async def test_gap_items_have_aware_utc_and_slot_refs(node, store):
     await node.set_latest(E1)
     await node.put_segments(E1, [0, 2])

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import functools
 import json
-from dataclasses import dataclass
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,68 +21,33 @@ import torchaudio
 from transformers import ASTConfig, ASTFeatureExtractor, ASTForAudioClassification
 
 from models.classifier.features import FeatureExtractor, FeatureParams
-from monitor.audio.files import read_audio
-from monitor.timebase import from_epoch
-from tests.support.aac import encode_segments
+from monitor.ingest import demo_node
+from monitor.ingest.demo_node import (  # noqa: F401  (the scenario's records)
+    BACKGROUND_RMS,
+    CALL_RMS,
+    RATE,
+    MixedCall,
+    Stream,
+    legacy_playlist,
+    segment_start,
+)
 from tests.support.synthetic_node import SyntheticNode
 
 DATA = Path(__file__).resolve().parents[1] / "data"
-RATE = 48_000
 MODEL_RATE = 16_000
 LABEL = "humpback"
 WINDOW_S = 1.0  # the tiny model's window: max_length 100 frames of 10 ms
 HOP_S = 0.5
-BACKGROUND_RMS = 0.01
-CALL_RMS = 0.05  # +14 dB over the background: clear, not deafening
 
 
-@functools.cache
 def background() -> np.ndarray:
     """The real Orcasound segments, each levelled to the same RMS, back to back (mono, 48 kHz)."""
-    parts = []
-    for path in sorted((DATA / "orcasound-hls" / "normal").glob("*.ts")):
-        samples, rate = read_audio(path)
-        assert rate == RATE, path
-        mono = samples.mean(axis=0)
-        parts.append(mono[: 10 * RATE] / np.sqrt(np.mean(mono**2)) * BACKGROUND_RMS)
-    return np.concatenate(parts).astype(np.float32)
+    return demo_node.background(DATA / "orcasound-hls" / "normal", BACKGROUND_RMS)
 
 
-@functools.cache
 def calls() -> dict[str, np.ndarray]:
     """The catalogue calls, mono, at 48 kHz, levelled to ``CALL_RMS``."""
-    out = {}
-    for path in sorted((DATA / "humpback-calls").glob("*.wav")):
-        samples, rate = read_audio(path)
-        mono = torch.from_numpy(samples.mean(axis=0))
-        mono = torchaudio.functional.resample(mono, rate, RATE).numpy()
-        out[path.stem] = (mono / np.sqrt(np.mean(mono**2)) * CALL_RMS).astype(np.float32)
-    return out
-
-
-@dataclass(frozen=True)
-class MixedCall:
-    name: str
-    start_utc: datetime
-    end_utc: datetime
-
-
-@dataclass(frozen=True)
-class Stream:
-    folder_epoch: int
-    segments: list[bytes]  # live000.ts, live001.ts, ...
-    calls: list[MixedCall]
-
-    @property
-    def start_utc(self) -> datetime:
-        return segment_start(self.folder_epoch, 0)
-
-    def segment_of(self, moment: datetime) -> int:
-        return int((moment - self.start_utc).total_seconds() // 10)
-
-
-def segment_start(folder_epoch: int, number: int) -> datetime:
-    return from_epoch(folder_epoch) + timedelta(seconds=2 + 10 * number)
+    return demo_node.calls(DATA / "humpback-calls", CALL_RMS)
 
 
 def build_stream(
@@ -92,23 +55,9 @@ def build_stream(
 ) -> Stream:
     """``seconds`` of background (starting ``rotate`` background segments in) with each call
     ``(name, offset_s)`` added at that offset from the stream's start."""
-    base = np.roll(background(), -rotate * 10 * RATE)
-    n = round(seconds * RATE)
-    signal = np.resize(base, n).copy()
-    mixed = []
-    t0 = segment_start(folder_epoch, 0)
-    for name, offset_s in placed:
-        clip = calls()[name]
-        at = round(offset_s * RATE)
-        signal[at : at + clip.shape[0]] += clip
-        mixed.append(
-            MixedCall(
-                name,
-                t0 + timedelta(seconds=offset_s),
-                t0 + timedelta(seconds=offset_s + clip.shape[0] / RATE),
-            )
-        )
-    return Stream(folder_epoch, encode_segments(signal[np.newaxis, :], RATE), mixed)
+    return demo_node.build_stream(
+        folder_epoch, seconds, placed, bed=background(), clips=calls(), rotate=rotate
+    )
 
 
 def train_classifier(out: Path, *, steps: int = 120, seed: int = 0) -> Path:
@@ -275,7 +224,4 @@ async def redis_messages(url: str, key: str) -> list[dict[str, Any]]:
 
 
 def playlist(numbers: range) -> str:
-    lines = ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-MEDIA-SEQUENCE:0", "#EXT-X-TARGETDURATION:11"]
-    for number in numbers:
-        lines += ["#EXTINF:10.005422,", f"live{number:03d}.ts"]
-    return "\n".join(lines) + "\n"
+    return legacy_playlist(numbers)

@@ -1,7 +1,9 @@
-"""An Orcasound node in the emulated bucket: latest.txt, playlists of both generations, segments.
+"""An Orcasound node in the emulated bucket, or in a local mirror directory in the bucket's
+layout: latest.txt, playlists of both generations, segments.
 
-Uploads go through a signed admin client (as the nodes' own uploads do); objects are public-read
-so that the code under test reads them anonymously, like the real bucket.
+On S3, uploads go through a signed admin client (as the nodes' own uploads do); objects are
+public-read so that the code under test reads them anonymously, like the real bucket. In a
+mirror, each file is written whole under a temporary name and renamed (as ``aws s3 sync`` does).
 """
 
 from __future__ import annotations
@@ -12,10 +14,14 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from aiobotocore.session import AioSession, get_session
 
+from monitor.ingest.demo_node import legacy_playlist, write_object
+
+# The two stores the readers run on (tests about reading parametrize ``store_kind`` over both).
+STORE_KINDS = ("s3", "local")
 SAMPLES = Path(__file__).resolve().parent.parent / "data" / "orcasound-hls" / "normal"
 PACIFIC_DAYLIGHT = timezone(timedelta(hours=-7))
 
@@ -23,20 +29,6 @@ PACIFIC_DAYLIGHT = timezone(timedelta(hours=-7))
 def real_segments() -> list[bytes]:
     """The real Orcasound .ts files, in a fixed order."""
     return [path.read_bytes() for path in sorted(SAMPLES.glob("*.ts"))]
-
-
-def legacy_playlist(numbers: Iterable[int], *, media_sequence: int = 0) -> str:
-    """What the ffmpeg segment muxer wrote: TARGETDURATION 11, EXTINF 10.005422, no PDT."""
-    lines = [
-        "#EXTM3U",
-        "#EXT-X-VERSION:3",
-        f"#EXT-X-MEDIA-SEQUENCE:{media_sequence}",
-        "#EXT-X-ALLOW-CACHE:YES",
-        "#EXT-X-TARGETDURATION:11",
-    ]
-    for number in numbers:
-        lines += ["#EXTINF:10.005422,", f"live{number:03d}.ts"]
-    return "\n".join(lines) + "\n"
 
 
 def pdt_playlist(
@@ -65,22 +57,59 @@ def pdt_playlist(
     return "\n".join(lines) + "\n"
 
 
+class Uploader(Protocol):
+    async def put(self, key: str, data: bytes) -> None: ...
+
+    async def delete(self, key: str) -> None: ...
+
+
+@dataclass
+class S3Uploader:
+    admin: Any  # a signed aiobotocore S3 client
+    bucket: str
+
+    async def put(self, key: str, data: bytes) -> None:
+        await self.admin.put_object(Bucket=self.bucket, Key=key, Body=data, ACL="public-read")
+
+    async def delete(self, key: str) -> None:
+        await self.admin.delete_object(Bucket=self.bucket, Key=key)
+
+
+@dataclass
+class MirrorUploader:
+    root: Path
+
+    async def put(self, key: str, data: bytes) -> None:
+        write_object(self.root, key, data)
+
+    async def delete(self, key: str) -> None:
+        (self.root / key).unlink(missing_ok=True)
+
+
 @dataclass
 class SyntheticNode:
-    admin: Any  # a signed aiobotocore S3 client
+    uploader: Uploader
     bucket: str
     node: str
     samples: list[bytes]
+    endpoint_url: str  # what S3Settings.endpoint_url must be to read it
+
+    @property
+    def admin(self) -> Any:
+        """The signed S3 client (S3 nodes only)."""
+        if not isinstance(self.uploader, S3Uploader):
+            raise TypeError("a mirror node has no S3 client")
+        return self.uploader.admin
 
     def key(self, epoch: int, name: str) -> str:
         return f"{self.node}/hls/{epoch}/{name}"
 
     async def put(self, key: str, body: bytes | str) -> None:
         data = body.encode() if isinstance(body, str) else body
-        await self.admin.put_object(Bucket=self.bucket, Key=key, Body=data, ACL="public-read")
+        await self.uploader.put(key, data)
 
     async def delete(self, key: str) -> None:
-        await self.admin.delete_object(Bucket=self.bucket, Key=key)
+        await self.uploader.delete(key)
 
     async def set_latest(self, epoch: int) -> None:
         await self.put(f"{self.node}/latest.txt", f"{epoch}\n")
@@ -133,7 +162,14 @@ async def synthetic_node(
             CreateBucketConfiguration={"LocationConstraint": "us-west-2"},
             ACL="public-read",
         )
-        yield SyntheticNode(admin=admin, bucket=bucket, node=node, samples=real_segments())
+        uploader = S3Uploader(admin, bucket)
+        yield SyntheticNode(uploader, bucket, node, real_segments(), endpoint_url)
+
+
+def mirror_node(root: Path, bucket: str, node: str = "rpi_test_node") -> SyntheticNode:
+    """A node in a local mirror directory (created here) read as bucket ``bucket``."""
+    root.mkdir(parents=True, exist_ok=True)
+    return SyntheticNode(MirrorUploader(root), bucket, node, real_segments(), root.as_uri())
 
 
 def utc(*args: int) -> datetime:
