@@ -36,7 +36,6 @@ from training.open_audio import ORCA
 
 FEED = "benchmark"
 EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
-_EPOCH_MS = round(EPOCH.timestamp() * 1000)
 
 
 @dataclass(frozen=True)
@@ -176,9 +175,12 @@ def detections(
         messages += builder.observe(window, {"humpback": float(score)}, scored_utc=start)
     messages += builder.flush()
     return [
-        ((m["start_epoch_ms"] - _EPOCH_MS) / 1000, (m["end_epoch_ms"] - _EPOCH_MS) / 1000)
+        (
+            (m.summary.start_utc - EPOCH).total_seconds(),
+            (m.summary.end_utc - EPOCH).total_seconds(),
+        )
         for m in messages
-        if m["status"] == "closed"
+        if m.status == "closed"
     ]
 
 
