@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from dataclasses import replace
@@ -32,7 +33,7 @@ def test_warmup_then_cosine_decay() -> None:
     assert rates[10] == pytest.approx(1e-3)
     assert rates[55] == pytest.approx(1e-3 * 0.5 * (1 + math.cos(math.pi * 0.5)))
     assert 0 < rates[-1] < 1e-5
-    assert all(a >= b for a, b in zip(rates[9:], rates[10:], strict=False))
+    assert all(a >= b for a, b in itertools.pairwise(rates[9:]))
 
 
 def test_constant_schedule_keeps_the_lr() -> None:
