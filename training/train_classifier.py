@@ -52,6 +52,10 @@ class TrainClassifierSettings:
     batch_size: int = 8
     lr: float = 2e-5
     weight_decay: float = 0.01
+    schedule: str = "constant"  # constant | cosine (decay to 0 over all epochs' steps)
+    warmup_fraction: float = 0.0  # of all steps: linear warm-up from 0 to lr
+    # The front end saved with a new model (models.classifier.features): none | median.
+    frequency_normalization: str = "none"
     balance: str = "sampler"  # sampler | loss | none
     spec_augment: bool = True
     freq_mask: int = 24
@@ -195,12 +199,28 @@ def predict(
     return torch.cat(out) if out else torch.zeros(0, model.config.num_labels)
 
 
+def learning_rate(settings: TrainClassifierSettings, step: int, total: int) -> float:
+    """The lr of optimiser step ``step`` (0-based) of ``total``: a function of the step alone,
+    so a resumed run continues the same schedule."""
+    warmup = round(settings.warmup_fraction * total)
+    if step < warmup:
+        return settings.lr * (step + 1) / warmup
+    if settings.schedule == "cosine":
+        progress = (step - warmup) / max(1, total - warmup)
+        return settings.lr * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+    return settings.lr
+
+
 def run_train_classifier(
     settings: TrainClassifierSettings, out: Path, manifest: Path, *, max_units: int | None = None
 ) -> Path:
     if settings.balance not in ("sampler", "loss", "none"):
         raise ValueError(
             f"[train_classifier] balance must be sampler, loss or none, not {settings.balance!r}"
+        )
+    if settings.schedule not in ("constant", "cosine"):
+        raise ValueError(
+            f"[train_classifier] schedule must be constant or cosine, not {settings.schedule!r}"
         )
     manifest_path = manifest_file(manifest)
     run = StepRun(
@@ -227,6 +247,7 @@ def run_train_classifier(
             settings.position_embeddings,
             run.log,
         )
+        extractor.frequency_normalization = settings.frequency_normalization
     model.to(device)
     params = FeatureParams.from_extractor(extractor)
     features = FeatureExtractor(params).to(device)
@@ -268,6 +289,7 @@ def run_train_classifier(
 
     examples = settings.mix_windows_per_epoch if mixing else len(train_clips)
     steps = math.ceil(examples / settings.batch_size)
+    total_steps = steps * settings.epochs
     for epoch in tqdm(
         range(state["epoch"] + 1, settings.epochs + 1), desc="train-classifier", unit="epoch"
     ):
@@ -283,7 +305,9 @@ def run_train_classifier(
             order = torch.randperm(len(train_clips), generator=generator)
         model.train()
         losses = []
-        for start in range(0, len(order), settings.batch_size):
+        for step, start in enumerate(range(0, len(order), settings.batch_size)):
+            for group in optimiser.param_groups:
+                group["lr"] = learning_rate(settings, (epoch - 1) * steps + step, total_steps)
             batch = order[start : start + settings.batch_size]
             if mixer is not None:
                 waves, targets = mixer.batch(len(batch), generator)

@@ -5,6 +5,11 @@ module does the same arithmetic (Kaldi framing with snip_edges, DC removal, pre-
 symmetric Hann window, 512-point power spectrum, Kaldi mel banks, log with float32 epsilon,
 pad/truncate to `max_length` frames, (x − mean) / (2·std)) on a whole (B, n) batch at once and
 on the model's device. Audio at another rate is first resampled with torchaudio.
+
+``frequency_normalization = "median"`` (an extra key of the saved preprocessor config; absent:
+``"none"``, the extractor above) instead subtracts each mel bin's median over the window's
+frames, as bioacoustic detectors do: the background's level and colour become 0 and a call
+stands out by how far it rises above them, whatever the recording level.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ FRAME_SHIFT_MS = 10.0
 PREEMPHASIS = 0.97
 LOW_FREQ_HZ = 20.0
 _EPSILON = torch.finfo(torch.float32).eps
+NORMALIZATIONS = ("none", "median")
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,14 @@ class FeatureParams:
     do_normalize: bool = True
     mean: float = -4.2677393
     std: float = 4.5689974
+    frequency_normalization: str = "none"  # none | median (per-bin median over the window)
+
+    def __post_init__(self) -> None:
+        if self.frequency_normalization not in NORMALIZATIONS:
+            raise ValueError(
+                f"frequency_normalization must be one of {', '.join(NORMALIZATIONS)}, "
+                f"not {self.frequency_normalization!r}"
+            )
 
     @classmethod
     def from_extractor(cls, extractor: object) -> FeatureParams:
@@ -46,6 +60,7 @@ class FeatureParams:
             do_normalize=bool(extractor.do_normalize),  # type: ignore[attr-defined]
             mean=float(extractor.mean),  # type: ignore[attr-defined]
             std=float(extractor.std),  # type: ignore[attr-defined]
+            frequency_normalization=str(getattr(extractor, "frequency_normalization", "none")),
         )
 
     @property
@@ -133,11 +148,14 @@ class FeatureExtractor(torch.nn.Module):
         frames = torch.nn.functional.pad(frames, (0, p.fft_size - p.window_size))
         power = torch.fft.rfft(frames).abs().pow(2.0)
         fbank = torch.matmul(power, self.mel_banks_t).clamp_min(_EPSILON).log()
+        if p.frequency_normalization == "median":
+            # Over the real frames only; padded frames then read as background (0).
+            fbank = fbank - fbank.median(dim=1, keepdim=True).values
         n_frames = fbank.shape[1]
         if n_frames < p.max_length:
             fbank = torch.nn.functional.pad(fbank, (0, 0, 0, p.max_length - n_frames))
         else:
             fbank = fbank[:, : p.max_length]
-        if p.do_normalize:
+        if p.do_normalize and p.frequency_normalization == "none":
             fbank = (fbank - p.mean) / (p.std * 2)
         return fbank

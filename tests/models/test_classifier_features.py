@@ -92,3 +92,43 @@ def test_features_stay_fp32_inside_a_bf16_autocast_region() -> None:
         inside = ours(batch, sample_rate=48000)
     assert inside.dtype == torch.float32
     torch.testing.assert_close(inside, plain, rtol=0, atol=0)
+
+
+def median_extractor(tmp_path) -> ASTFeatureExtractor:  # type: ignore[no-untyped-def]
+    extractor = ASTFeatureExtractor(num_mel_bins=64, max_length=300)
+    extractor.frequency_normalization = "median"
+    extractor.save_pretrained(tmp_path)
+    return ASTFeatureExtractor.from_pretrained(tmp_path)
+
+
+def test_median_normalisation_is_saved_and_removes_the_recording_level(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    params = FeatureParams.from_extractor(median_extractor(tmp_path))
+    assert params.frequency_normalization == "median"
+    ours = FeatureExtractor(params)
+    windows, rate = real_windows(3, 3 * 48000)
+    batch = torch.from_numpy(np.stack(windows))
+
+    got = ours(batch, sample_rate=rate)
+    louder = ours(batch * 10.0, sample_rate=rate)
+
+    assert got.shape == (3, 300, 64)
+    # Each mel bin's median over the real frames is the background: 0.
+    real = (3 * 16000 - 400) // 160 + 1
+    np.testing.assert_allclose(got[:, :real].median(dim=1).values.numpy(), 0.0, atol=1e-5)
+    # +20 dB on the whole window changes nothing.
+    np.testing.assert_allclose(louder.numpy(), got.numpy(), rtol=0, atol=1e-3)
+    # The plain front end does depend on the level.
+    plain = FeatureExtractor(FeatureParams(num_mel_bins=64, max_length=300))
+    shift = plain(batch * 10.0, sample_rate=rate) - plain(batch, sample_rate=rate)
+    assert shift[:, :real].abs().min() > 0.4
+
+
+def test_old_preprocessor_configs_keep_the_plain_front_end(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    ASTFeatureExtractor(num_mel_bins=64, max_length=300).save_pretrained(tmp_path)
+    params = FeatureParams.from_extractor(ASTFeatureExtractor.from_pretrained(tmp_path))
+    assert params.frequency_normalization == "none"
+
+
+def test_unknown_normalisation_is_refused() -> None:
+    with pytest.raises(ValueError, match="frequency_normalization must be one of none, median"):
+        FeatureParams(frequency_normalization="pcen")
