@@ -7,7 +7,7 @@ import pytest
 
 from models.thresholds import bad_thresholds
 from monitor.config.loader import ConfigError, load_config, parse_set
-from monitor.inference.settings import EngineSettings
+from monitor.inference.engine_settings import EngineSettings
 from monitor.inference.stream_denoise import StreamDenoiseSettings
 from monitor.ingest.s3 import S3Settings
 

@@ -9,8 +9,8 @@ import numpy as np
 import torch
 import torchaudio.functional as AF
 
-from monitor.audio.files import read_audio, write_audio
-from training.files import atomic_path
+from monitor.audio.audiofile import read_audio, write_audio
+from training.result_files import atomic_path
 
 
 def resample(samples: np.ndarray, source_rate: int, target_rate: int) -> np.ndarray:

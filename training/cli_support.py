@@ -84,7 +84,7 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 
 
 def execute(command: StepCommand, args: argparse.Namespace) -> int:
-    from training.settings import load_settings, read_config
+    from training.step_settings import load_settings, read_config
     from training.steprun import StepInterrupted
 
     spec = command.spec

@@ -29,10 +29,10 @@ from models.bundle import MANIFEST, bundle_files, load_bundle
 from training.cli_support import parse_overrides
 from training.detector_eval import StreamSettings, choose_rules, cross_validate
 from training.export import ExportSettings, run_export
-from training.files import atomic_write_json, atomic_write_text
 from training.manifest import Clip, write_manifest
 from training.open_audio import DATA, open_audio_clips
-from training.settings import load_settings, read_config
+from training.result_files import atomic_write_json, atomic_write_text
+from training.step_settings import load_settings, read_config
 from training.train_classifier import TrainClassifierSettings, run_train_classifier
 
 MODEL_NAME = "detector"

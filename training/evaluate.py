@@ -30,9 +30,9 @@ from training.figures import (
     pr_figure,
     save_figure,
 )
-from training.files import atomic_path, atomic_write_json, atomic_write_text
 from training.manifest import NOISE, Clip, read_manifest
-from training.metrics import (
+from training.result_files import atomic_path, atomic_write_json, atomic_write_text
+from training.scoring import (
     average_precision,
     classification_report,
     pr_curve,

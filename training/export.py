@@ -27,8 +27,8 @@ from models.classifier.features import FeatureParams
 from models.denoiser import read_checkpoint
 from monitor.timebase import format_utc, utc_now
 from training.cli_support import step_command
-from training.files import atomic_write_json, checksum
 from training.manifest import NOISE
+from training.result_files import atomic_write_json, checksum
 from training.steprun import StepRun, code_version
 
 BUNDLE_DIR = "bundle"

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from training.files import atomic_path
+from training.result_files import atomic_path
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

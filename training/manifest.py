@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-from training.files import atomic_path
+from training.result_files import atomic_path
 
 NOISE = "noise"
 KINDS = ("call", "noise", "window")

@@ -19,9 +19,9 @@ from tqdm import tqdm
 
 from models.device import select_device
 from training.cli_support import step_command
-from training.files import atomic_path, atomic_write_json, atomic_write_text
 from training.logmel import log_mel_batch, predict_call_probability, train_call_noise
 from training.manifest import Clip, manifest_file, read_manifest, write_manifest
+from training.result_files import atomic_path, atomic_write_json, atomic_write_text
 from training.steprun import StepRun
 
 

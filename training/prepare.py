@@ -18,10 +18,10 @@ from tqdm import tqdm
 
 from training.audio import load_mono, save_mono
 from training.cli_support import step_command
-from training.fetch import ANNOTATION_DIR, AUDIO_DIR
-from training.files import atomic_write_json
+from training.fetch_catalogue import ANNOTATION_DIR, AUDIO_DIR
 from training.manifest import NOISE, Clip, read_manifest, write_manifest
 from training.raven import Annotation, is_table, read_selections, recording_of
+from training.result_files import atomic_write_json
 from training.splits import split_recordings
 from training.steprun import StepLog, StepRun
 

@@ -13,8 +13,8 @@ from models.fileio import sha256_tree
 from monitor import __version__
 from monitor.health.logs import get_logger
 from monitor.timebase import format_utc, utc_now
-from training.files import atomic_write_json, checksum
-from training.settings import as_dict
+from training.result_files import atomic_write_json, checksum
+from training.step_settings import as_dict
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -27,7 +27,7 @@ STEPS = {
     for spec in (
         StepSpec(
             "fetch",
-            "training.fetch",
+            "training.fetch_catalogue",
             "download the humpback catalogue (or copy a local folder)",
             {},
         ),

@@ -31,9 +31,9 @@ from training.audio import load_mono, load_mono_fixed
 from training.augment import MixSettings, WindowMixer
 from training.cli_support import step_command
 from training.corruption import mix_at_snr, uniform
-from training.files import atomic_path
 from training.manifest import NOISE, Clip, manifest_file, read_manifest
-from training.metrics import classification_report
+from training.result_files import atomic_path
+from training.scoring import classification_report
 from training.steprun import StepRun
 
 STATE_FILE = "train_state.pt"

@@ -41,8 +41,8 @@ from training.corruption import (
     uniform,
     warp,
 )
-from training.files import atomic_path
 from training.manifest import Clip, manifest_file, read_manifest
+from training.result_files import atomic_path
 from training.steprun import StepRun
 
 FINAL_NAME = "ORCA-CLEAN.pk"

@@ -64,9 +64,27 @@ def _unpickler_reason(message: str) -> str:
     return message.strip().splitlines()[0][:200] if message.strip() else "no detail"
 
 
+def _kind(head: bytes) -> str:
+    if head == b"RIFF":
+        return "a WAV audio file"
+    if head in (b"fLaC", b"OggS") or head[:3] == b"ID3":
+        return "an audio file"
+    if not head:
+        return "an empty file"
+    if all(32 <= byte < 127 or byte in b"\t\r\n" for byte in head):
+        return "a text file"
+    return "neither a zip archive nor a pickle"
+
+
 def _load_file(path: Path) -> Any:
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
+    with path.open("rb") as handle:
+        head = handle.read(4)
+    # torch.save writes a zip archive (torch ≥ 1.6) or a pickle stream (older, as upstream's
+    # checkpoints); anything else would only surface as an internal error of the unpickler.
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
+        raise CheckpointError(f"{path}: not a torch checkpoint (it starts like {_kind(head)})")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:

@@ -57,8 +57,8 @@ from typing import Literal
 import av
 import numpy as np
 
+from monitor.audio.audiofile import planar_float
 from monitor.audio.chunks import AudioChunk
-from monitor.audio.files import planar_float
 from monitor.health.logs import get_logger
 from monitor.ingest.slots import GAP_RESTART, NOMINAL_SEGMENT_SECONDS, Segment, SegmentGap
 from monitor.limits import check_limits

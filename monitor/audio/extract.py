@@ -25,9 +25,9 @@ from tqdm import tqdm
 
 from models.fileio import atomic_path, atomic_write_text
 from monitor import __version__
+from monitor.audio.audiofile import WRITERS, AudioFileError, AudioWriter
 from monitor.audio.chunks import AudioChunk
 from monitor.audio.decode import DecoderSettings, decode_stream
-from monitor.audio.files import WRITERS, AudioFileError, AudioWriter
 from monitor.audio.ring import RingBuffer, RingBufferSettings
 from monitor.ingest.archive import ArchiveSettings, read_archive
 from monitor.ingest.s3 import S3Settings, open_store

@@ -13,8 +13,8 @@ import dataclasses
 import sys
 from pathlib import Path
 
+from monitor.audio.audiofile import AudioFileError
 from monitor.audio.extract import FetchError, OutputNotWritable, fetch_range
-from monitor.audio.files import AudioFileError
 from monitor.config.loader import (
     ConfigError,
     Override,

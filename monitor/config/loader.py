@@ -52,7 +52,7 @@ from monitor.config.sections import (
 from monitor.detect.builder import EventSettings
 from monitor.health.feed_state import HealthSettings
 from monitor.health.http import HttpSettings
-from monitor.inference.settings import EngineSettings
+from monitor.inference.engine_settings import EngineSettings
 from monitor.ingest.live import FollowerSettings
 from monitor.ingest.s3 import S3Settings
 from monitor.limits import describe_limits, within_limits
@@ -60,8 +60,8 @@ from monitor.publish.fanout import FanoutSettings
 from monitor.publish.files import FileSettings
 from monitor.publish.redis import RedisSettings
 from monitor.publish.websocket import WebsocketSettings
+from monitor.runtime.daemon_settings import DaemonSettings
 from monitor.runtime.resume import StateSettings
-from monitor.runtime.settings import DaemonSettings
 from monitor.runtime.supervisor import SupervisorSettings
 
 ENV_PREFIX = "HYDROMON_"

@@ -44,7 +44,7 @@ from models.interface import (
     denoised_audio,
     scores_of,
 )
-from monitor.inference.settings import EngineSettings
+from monitor.inference.engine_settings import EngineSettings
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from monitor.audio.files import read_audio
+from monitor.audio.audiofile import read_audio
 from monitor.ingest.encode import encode_segments
 from monitor.ingest.keys import latest_key, playlist_key
 from monitor.ingest.playlist import segment_name

@@ -22,6 +22,7 @@ import contextlib
 import errno
 import json
 import os
+import tempfile
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable
@@ -32,6 +33,7 @@ from pathlib import Path
 from monitor.detect.records import Detection, Message
 from monitor.detect.wire import encode, wire_moment, wire_score
 from monitor.health.logs import get_logger
+from monitor.publish.output import OutputUnusable
 from monitor.timebase import format_utc
 
 log = get_logger(__name__)
@@ -132,7 +134,18 @@ class FileOutput:
         return self.settings.directory / "raven" / feed / name
 
     async def start(self) -> None:
-        await asyncio.to_thread(self.settings.directory.mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread(self._check_directory)
+
+    def _check_directory(self) -> None:
+        """The folder exists and takes a file, or the daemon refuses to start."""
+        directory = self.settings.directory
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=directory):
+                pass
+        except OSError as error:
+            reason = error.strerror or type(error).__name__
+            raise OutputUnusable(f"{directory}: cannot write detections here ({reason})") from None
 
     async def publish(self, message: Message) -> None:
         if len(self._pending) >= self.settings.max_pending:

@@ -7,6 +7,11 @@ from typing import Protocol
 from monitor.detect.records import Message
 
 
+class OutputUnusable(Exception):
+    """An output that cannot start at all (an unwritable folder, a port in use): a
+    configuration error, reported in one line and never retried."""
+
+
 class Output(Protocol):
     name: str
 

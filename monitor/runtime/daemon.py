@@ -37,9 +37,10 @@ from monitor.health.metrics import Metrics
 from monitor.health.observer import FollowerHealthObserver
 from monitor.ingest.s3 import S3BucketMissing, S3Store, open_store
 from monitor.publish.fanout import Fanout
-from monitor.publish.output import Output
+from monitor.publish.output import Output, OutputUnusable
 from monitor.publish.websocket import WebsocketOutput
 from monitor.runtime import modes, wiring
+from monitor.runtime.daemon_settings import DaemonSettings
 from monitor.runtime.locks import ExclusiveLock, LockBusy, lock_spool, lock_state_dir
 from monitor.runtime.modes import FeedSource, LiveMode, Mode, ReplayMode
 from monitor.runtime.pipeline import (
@@ -50,7 +51,6 @@ from monitor.runtime.pipeline import (
     PipelineSettings,
 )
 from monitor.runtime.resume import FeedStateFile, ResumePoint, StateError
-from monitor.runtime.settings import DaemonSettings
 from monitor.runtime.supervisor import SupervisorSettings, TaskHealth, supervise
 from monitor.timebase import utc_now
 
@@ -211,6 +211,9 @@ class Daemon:
                         node, store, models, window, settings, feeds[node], executor, stop
                     )
                 code = await self._run_feeds(stop, config.supervisor)
+        except OutputUnusable as error:
+            log.error("cannot start an output", error=str(error))
+            code = 2
         except Exception as error:
             missing = _bucket_missing(error)
             if missing is not None:

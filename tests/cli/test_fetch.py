@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from monitor.audio import extract
+from monitor.audio.audiofile import read_audio
 from monitor.audio.decode import DecoderSettings
-from monitor.audio.files import read_audio
 from monitor.cli import fetch as fetch_command
 from monitor.ingest.archive import ArchiveSettings
 from monitor.ingest.playlist import segment_name

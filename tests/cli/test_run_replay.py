@@ -149,3 +149,14 @@ def test_a_second_daemon_on_the_same_redis_spool_exits_2(
         held.release()
     err = capsys.readouterr().err
     assert "in use by another hydromon" in err and str(spool) in err
+
+
+def test_a_replay_into_a_folder_that_cannot_be_written_is_one_line_and_exit_2(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the output folder should be")
+    assert main([*replay_args(config), "--out", str(blocked / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write detections here" in err and str(blocked / "out") in err
+    assert "Traceback" not in err and "replayed" not in err

@@ -10,7 +10,7 @@ import torch
 
 from models.bundle import load_bundle
 from models.classifier.ast import load_classifier
-from monitor.audio.files import read_audio
+from monitor.audio.audiofile import read_audio
 from monitor.config.loader import load_config
 from training.audio import resample
 

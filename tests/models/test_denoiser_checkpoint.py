@@ -22,6 +22,8 @@ from models.denoiser import (
 )
 from models.denoiser.unet import UNet
 
+DATA = Path(__file__).parents[1] / "data"
+
 HUMPBACK_OPTS = {
     "sr": 44100,
     "preemphases": 0.98,
@@ -223,9 +225,24 @@ def test_pickled_objects_are_refused_by_weights_only(tmp_path: Path) -> None:
         load_denoiser(path)
 
 
+def test_audio_and_text_given_as_a_checkpoint_are_named_without_torch_internals(
+    tmp_path: Path,
+) -> None:
+    wav = tmp_path / "call.wav"
+    wav.write_bytes((DATA / "humpback-calls" / "Creak.wav").read_bytes())
+    notes = tmp_path / "notes.pk"
+    notes.write_text("this is the model, honest\n")
+    for path, kind in ((wav, "a WAV audio file"), (notes, "a text file")):
+        with pytest.raises(CheckpointError) as refused:
+            load_denoiser(path)
+        message = str(refused.value)
+        assert message == f"{path}: not a torch checkpoint (it starts like {kind})"
+
+
 def test_random_bytes_empty_and_missing_files_are_rejected(tmp_path: Path) -> None:
     noise = tmp_path / "noise.pk"
-    noise.write_bytes(torch.randint(0, 256, (4096,), dtype=torch.uint8).numpy().tobytes())
+    random = torch.randint(0, 256, (4096,), dtype=torch.uint8).numpy().tobytes()
+    noise.write_bytes(b"\x80\x02" + random)  # starts like a pickle, then garbage
     with pytest.raises(CheckpointError, match=r"noise\.pk: not a torch checkpoint \(corrupt"):
         load_denoiser(noise)
     empty = tmp_path / "empty.pk"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from monitor.audio.files import read_audio, write_audio
+from monitor.audio.audiofile import read_audio, write_audio
 from training.audio import resample
 
 RATE = 44100

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from training.fetch import ANNOTATION_DIR, AUDIO_DIR
+from training.fetch_catalogue import ANNOTATION_DIR, AUDIO_DIR
 from training.prepare import (
     PrepareSettings,
     centred_clip,

@@ -10,7 +10,7 @@ import pytest
 
 from models.bundle import load_bundle
 from training.default_model import DefaultModelSettings, run_default_model
-from training.settings import load_settings, read_config
+from training.step_settings import load_settings, read_config
 from training.train_classifier import TrainClassifierSettings
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -60,7 +60,7 @@ def test_warp_and_mask() -> None:
 
 
 def test_pairs_depend_only_on_seed_epoch_and_position(tmp_path: Path, data_dir: Path) -> None:
-    from monitor.audio.files import write_audio
+    from monitor.audio.audiofile import write_audio
 
     clips = []
     for i, name in enumerate(["Chirp.wav", "Buzz.wav"]):

@@ -10,7 +10,7 @@ import pytest
 
 from tests.support.humpback_catalogue import PREFIX, build_catalogue, upload_catalogue
 from tests.support.services import MotoServer
-from training.fetch import FetchSettings, run_fetch
+from training.fetch_catalogue import FetchSettings, run_fetch
 from training.steprun import StepInterrupted
 
 

@@ -26,7 +26,7 @@ from training.audio import load_mono
 from training.denoise import DenoiseSettings, run_denoise
 from training.evaluate import EvaluateSettings, run_evaluate
 from training.export import ExportSettings, run_export
-from training.fetch import FetchSettings, run_fetch
+from training.fetch_catalogue import FetchSettings, run_fetch
 from training.manifest import read_manifest
 from training.noise_refine import NoiseRefineSettings, run_noise_refine
 from training.prepare import PrepareSettings, run_prepare

@@ -15,7 +15,7 @@ from models.classifier.ast import load_classifier
 from training.detector_eval import Rules, detections
 from training.manifest import write_manifest
 from training.open_audio import open_audio_clips
-from training.settings import load_settings, read_config
+from training.step_settings import load_settings, read_config
 from training.train_classifier import (
     TrainClassifierSettings,
     learning_rate,

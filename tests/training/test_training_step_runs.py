@@ -12,7 +12,7 @@ import pytest
 from monitor.cli.train import register
 from training.cli_support import EXIT_INTERRUPTED, parse_overrides, step_command
 from training.prepare import PrepareSettings
-from training.settings import load_settings, read_config
+from training.step_settings import load_settings, read_config
 from training.steprun import Progress, StepInterrupted, StepRun
 
 
@@ -52,7 +52,7 @@ def test_default_training_config_is_valid() -> None:
     from training.default_model import DefaultModelSettings
     from training.evaluate import EvaluateSettings
     from training.export import ExportSettings
-    from training.fetch import FetchSettings
+    from training.fetch_catalogue import FetchSettings
     from training.noise_refine import NoiseRefineSettings
     from training.train_classifier import TrainClassifierSettings
     from training.train_denoiser import TrainDenoiserSettings
@@ -172,7 +172,7 @@ def test_step_command_passes_required_inputs_in_order_and_optional_ones_by_name(
 
 def test_python_m_step_main_runs_interrupts_and_resumes(tmp_path: Path) -> None:
     # No capsys here: main() configures logging onto sys.stderr, which must outlive this test.
-    from training import fetch
+    from training import fetch_catalogue as fetch
 
     source = tmp_path / "mine"
     source.mkdir()

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from monitor.ingest.s3 import S3Settings, S3Store, open_store
 from training.cli_support import step_command
-from training.files import atomic_path, atomic_write_json
+from training.result_files import atomic_path, atomic_write_json
 from training.steprun import StepRun
 
 AUDIO_DIR = "audio"

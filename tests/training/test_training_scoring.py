@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.metrics import (
+from training.scoring import (
     average_precision,
     classification_report,
     confusion_matrix,

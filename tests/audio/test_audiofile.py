@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from monitor.audio.files import AudioFileError, read_audio, write_audio
+from monitor.audio.audiofile import AudioFileError, read_audio, write_audio
 from tests.support.aac import noise
 
 
