@@ -16,6 +16,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from monitor.ingest.local_store import is_local_endpoint
 from monitor.ingest.s3 import S3Settings, S3Store, open_store
 from training.cli_support import step_command
 from training.result_files import atomic_path, atomic_write_json
@@ -39,6 +40,13 @@ class FetchSettings:
     local_dir: str = ""  # non-empty: copy audio + tables from this folder instead of S3
     concurrency: int = 3
     chunk_bytes: int = 1 << 20
+
+    def __post_init__(self) -> None:
+        if is_local_endpoint(self.endpoint_url) and not self.local_dir:
+            # The download streams through the S3 client (Range GETs): a folder is read directly.
+            raise ValueError(
+                f"endpoint_url {self.endpoint_url!r}: for a local catalogue folder set local_dir"
+            )
 
 
 @dataclass(frozen=True)

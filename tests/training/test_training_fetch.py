@@ -112,3 +112,8 @@ def test_fetch_from_a_local_folder_copies_once(catalogue: Path, tmp_path: Path) 
     assert len((out / "progress.jsonl").read_text().splitlines()) == 6
     with pytest.raises(ValueError, match="not a folder"):
         run_fetch(FetchSettings(local_dir=str(tmp_path / "missing")), tmp_path / "other")
+
+
+def test_a_file_endpoint_is_refused_with_a_pointer_to_local_dir() -> None:
+    with pytest.raises(ValueError, match="for a local catalogue folder set local_dir"):
+        FetchSettings(endpoint_url="file:///data/catalogue")
