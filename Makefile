@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 CONFIG ?= config/default.toml
 ARGS ?=
 
-.PHONY: setup run test lint bench bench-detector default-model clean
+.PHONY: setup run demo test lint bench bench-detector default-model clean
 
 setup: $(VENV)/.installed
 
