@@ -35,7 +35,8 @@ from monitor.health.http import HealthServer
 from monitor.health.logs import get_logger
 from monitor.health.metrics import Metrics
 from monitor.health.observer import FollowerHealthObserver
-from monitor.ingest.s3 import S3BucketMissing, S3Store, open_store
+from monitor.ingest.s3 import S3BucketMissing, open_store
+from monitor.ingest.store import Store
 from monitor.publish.fanout import Fanout
 from monitor.publish.output import Output, OutputUnusable
 from monitor.publish.websocket import WebsocketOutput
@@ -237,7 +238,7 @@ class Daemon:
     def _pipeline(
         self,
         node: str,
-        store: S3Store,
+        store: Store,
         models: wiring.Models,
         window: WindowSettings,
         settings: PipelineSettings,

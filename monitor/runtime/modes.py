@@ -16,8 +16,8 @@ from typing import Protocol
 
 from monitor.ingest.archive import read_archive
 from monitor.ingest.live import FollowerObserver, FollowerSettings, SegmentCursor, follow_live
-from monitor.ingest.s3 import S3Store
 from monitor.ingest.slots import Segment, SegmentGap
+from monitor.ingest.store import Store
 from monitor.runtime.cutter import WindowRange
 from monitor.runtime.pipeline import SegmentSource
 from monitor.runtime.resume import FeedStateFile, OnWriteError, ResumePoint, state_path
@@ -28,7 +28,7 @@ from monitor.timebase import format_utc, require_aware, utc_now
 class FeedSource:
     """What a mode needs to open one feed's segments."""
 
-    store: S3Store
+    store: Store
     node: str
     settings: FollowerSettings
     margin_s: float  # re-read this far before a resume point's next window
