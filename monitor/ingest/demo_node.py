@@ -21,10 +21,10 @@ from monitor.audio.audiofile import read_audio
 from monitor.ingest.encode import encode_segments
 from monitor.ingest.keys import latest_key, playlist_key
 from monitor.ingest.playlist import segment_name
-from monitor.timebase import from_epoch
+from monitor.ingest.timing import NOMINAL_SEGMENT_SECONDS, TimingSettings, number_start
 
 RATE = 48_000
-SEGMENT_S = 10.0
+SEGMENT_S = NOMINAL_SEGMENT_SECONDS
 BACKGROUND_RMS = 0.01
 CALL_RMS = 0.05  # +14 dB over the background: clear, not deafening
 
@@ -69,11 +69,6 @@ class MixedCall:
     end_utc: datetime
 
 
-def segment_start(folder_epoch: int, number: int) -> datetime:
-    """The number rule: a folder's segment ``number`` starts at epoch + 2 s + 10 s × number."""
-    return from_epoch(folder_epoch) + timedelta(seconds=2 + SEGMENT_S * number)
-
-
 @dataclass(frozen=True)
 class Stream:
     folder_epoch: int
@@ -83,7 +78,7 @@ class Stream:
 
     @property
     def start_utc(self) -> datetime:
-        return segment_start(self.folder_epoch, 0)
+        return number_start(self.folder_epoch, 0, TimingSettings())
 
     @property
     def end_utc(self) -> datetime:
@@ -107,7 +102,7 @@ def build_stream(
     signal = np.resize(np.roll(bed, -rotate * round(SEGMENT_S * RATE)), round(seconds * RATE))
     signal = signal.copy()
     mixed = []
-    t0 = segment_start(folder_epoch, 0)
+    t0 = number_start(folder_epoch, 0, TimingSettings())
     for name, offset_s in placed:
         clip = clips[name]
         at = round(offset_s * RATE)

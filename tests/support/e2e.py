@@ -29,7 +29,6 @@ from monitor.ingest.demo_node import (  # noqa: F401  (the scenario's records)
     MixedCall,
     Stream,
     legacy_playlist,
-    segment_start,
 )
 from tests.support.synthetic_node import SyntheticNode
 
