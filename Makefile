@@ -24,7 +24,7 @@ demo: setup
 	$(VENV)/bin/hydromon demo --config $(CONFIG) $(ARGS)
 
 test: setup
-	./scripts/ensure-redis.sh
+	./scripts/ensure-services.sh
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q $(ARGS)
 
 lint: setup

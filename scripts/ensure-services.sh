@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the tests run for real when any is missing: redis-server, the
+# mosquitto MQTT broker and headless Chromium (with its WebDriver). The tests start their own
+# instances on loopback; the system services the packages start are stopped.
+set -euo pipefail
+# command to look for → Debian package
+declare -A NEEDED=(
+    [redis-server]=redis-server
+    [mosquitto]=mosquitto
+    [chromium]=chromium
+    [chromedriver]=chromium-driver
+)
+missing=()
+for cmd in "${!NEEDED[@]}"; do
+    command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || missing+=("${NEEDED[$cmd]}")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null
+for service in redis-server mosquitto; do
+    $SUDO service "$service" stop >/dev/null 2>&1 || true
+done
