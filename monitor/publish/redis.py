@@ -16,11 +16,8 @@ not retried. Out-of-memory, read-only replica and busy replies are outages like 
 connection.
 
 When Redis is down or too slow (``timeout_s``) messages go to the spool and are delivered from
-it, oldest first, once Redis answers again; while the spool is non-empty new messages queue
-behind it so the order never changes. The spool outlives restarts: ``start()`` resumes it.
-When the spool's disk is full, messages wait in memory behind it (at most
-``spool_max_messages``, in order) and go into the spool, or straight to Redis, as soon as one
-of them takes them; only those still waiting at ``close()`` are lost (logged).
+it, oldest first, once Redis answers again (``monitor/publish/spooled.py``: the same mechanism
+as the MQTT and webhook outputs; retried every ``retry_s``).
 """
 
 from __future__ import annotations
@@ -28,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +37,13 @@ from redis.exceptions import OutOfMemoryError, ReadOnlyError, RedisError, Respon
 from monitor.detect.records import Message
 from monitor.detect.wire import encode, message_key
 from monitor.health.logs import get_logger
-from monitor.publish.spool import Spool, SpoolFull, SpoolNoSpace, read_spool
+from monitor.publish.spool import read_spool
+from monitor.publish.spooled import (
+    DeliveryRejected,
+    DeliveryUnavailable,
+    SpooledDelivery,
+    SpoolStats,
+)
 
 log = get_logger(__name__)
 
@@ -86,11 +88,11 @@ class RedisSettings:
     spool_max_messages: int = field(default=100_000, metadata={"min": 1})
 
 
-class RedisUnavailable(Exception):
+class RedisUnavailable(DeliveryUnavailable):
     pass
 
 
-class RedisRejected(Exception):
+class RedisRejected(DeliveryRejected):
     """Redis answered this message with an error: retrying it would fail the same way."""
 
 
@@ -106,11 +108,9 @@ def connect(settings: RedisSettings) -> aioredis.Redis:
 
 
 @dataclass
-class RedisStats:
+class RedisStats(SpoolStats):
     delivered: int = 0
     duplicates: int = 0
-    spooled: int = 0
-    refused: int = 0  # spool full: the message was not accepted (logged)
     errors: int = 0  # failed deliveries (outages and rejections)
     rejected: int = 0  # Redis answered with an error: the message is given up (logged)
 
@@ -122,156 +122,33 @@ class RedisOutput:
         self.stats = RedisStats()
         self._client = connect(settings)
         self._script = self._client.register_script(_DELIVER)
-        self._spool: Spool | None = None
-        self._lock = asyncio.Lock()
-        self._healthy = True
-        self._drainer: asyncio.Task[None] | None = None
-        self._drained = asyncio.Event()
-        # Messages the spool could not take (its disk is full), oldest first, behind the spool.
-        self._held: deque[dict[str, Any]] = deque()
-        self._spool_disk_full = False  # logged once per episode, not on every retry
+        self.delivery = SpooledDelivery(
+            name,
+            self._deliver,
+            settings.spool_path,
+            settings.spool_max_messages,
+            retry_delay=lambda _failures: settings.retry_s,
+            stats=self.stats,
+        )
 
     @property
     def spool_depth(self) -> int:
         """Messages waiting for Redis: in the spool, and in memory when its disk is full."""
-        return len(self._held) + (0 if self._spool is None else self._spool.depth)
+        return self.delivery.depth
 
     async def start(self) -> None:
-        settings = self.settings
-        self._spool = await asyncio.to_thread(
-            Spool, settings.spool_path, settings.spool_max_messages
-        )
-        if self._spool.depth:
-            log.info("resuming redis spool", depth=self._spool.depth, path=str(settings.spool_path))
-            self._healthy = False
-            self._ensure_drainer()
-        else:
-            self._drained.set()
+        await self.delivery.start()
 
     async def publish(self, record: Message) -> None:
-        spool = self._require_spool()
-        message = encode(record)
-        async with self._lock:
-            if spool.depth == 0 and not self._held and self._healthy:
-                try:
-                    await self._deliver(message)
-                    return
-                except RedisUnavailable as error:
-                    self._healthy = False
-                    log.warning("redis unavailable, spooling", error=str(error))
-                except RedisRejected:
-                    return
-            await self._enqueue(spool, message)
-            self._drained.clear()
-        self._ensure_drainer()
-
-    async def _enqueue(self, spool: Spool, message: dict[str, Any]) -> None:
-        """Behind everything already waiting: into the spool, or into memory while the spool's
-        disk is full."""
-        if len(self._held) + spool.depth >= spool.max_messages:
-            self.stats.refused += 1
-            error = SpoolFull(f"spool {spool.path} holds {self.spool_depth} messages (its limit)")
-            log.error(
-                "redis spool full: message refused",
-                message_id=message_key(message),
-                error=str(error),
-            )
-            raise error
-        self._held.append(message)
-        await self._unhold(spool)
-
-    async def _unhold(self, spool: Spool) -> None:
-        """Move the messages held in memory into the spool while its disk takes them."""
-        moved = False
-        while self._held:
-            try:
-                await asyncio.to_thread(spool.append, self._held[0])
-            except SpoolNoSpace as error:
-                if not self._spool_disk_full:
-                    log.error(
-                        "redis spool disk full: messages wait in memory",
-                        waiting=len(self._held),
-                        error=str(error),
-                    )
-                    self._spool_disk_full = True
-                return
-            self._held.popleft()
-            self.stats.spooled += 1
-            moved = True
-        if moved and self._spool_disk_full:
-            log.info("redis spool disk has room again: held messages spooled")
-            self._spool_disk_full = False
+        await self.delivery.submit(encode(record))
 
     async def wait_drained(self) -> None:
-        await self._drained.wait()
+        await self.delivery.wait_drained()
 
     async def close(self) -> None:
-        if self._drainer is not None:
-            self._drainer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._drainer
-            self._drainer = None
-        if self._spool is not None and self._spool.depth:
-            log.warning("redis spool kept for next start", depth=self._spool.depth)
-        if self._held:
-            log.error(
-                "redis spool disk full at close: messages not kept",
-                lost=len(self._held),
-                first_message_id=message_key(self._held[0]),
-            )
+        await self.delivery.close()
         with contextlib.suppress(RedisError, OSError):
             await self._client.aclose()
-        if self._spool is not None:
-            await asyncio.to_thread(self._spool.close)
-            self._spool = None
-
-    def _require_spool(self) -> Spool:
-        if self._spool is None:
-            raise RuntimeError("RedisOutput used before start() or after close()")
-        return self._spool
-
-    def _ensure_drainer(self) -> None:
-        if self._drainer is None or self._drainer.done():
-            self._drainer = asyncio.create_task(self._drain(), name=f"{self.name}-spool")
-
-    async def _drain(self) -> None:
-        spool = self._require_spool()
-        while True:
-            async with self._lock:
-                await self._unhold(spool)
-                head = await asyncio.to_thread(spool.peek)
-                if head is None and not self._held:
-                    self._healthy = True
-                    self._drained.set()
-                    return
-                # The spool is the older part; what memory holds comes after it.
-                seq, message = head if head is not None else (None, self._held[0])
-                try:
-                    await self._deliver(message)
-                except RedisUnavailable:
-                    done = False
-                except RedisRejected:
-                    done = True  # given up (logged, counted): never retried
-                else:
-                    done = True
-                if done:
-                    done = await self._forget(spool, seq)
-            if not done:
-                await asyncio.sleep(self.settings.retry_s)
-
-    async def _forget(self, spool: Spool, seq: int | None) -> bool:
-        """Drop a delivered message from the spool (``seq``) or memory; False if the spool's
-        disk is too full even for that (it is delivered again later: the dedupe key makes
-        that harmless)."""
-        if seq is None:
-            self._held.popleft()
-            return True
-        try:
-            await asyncio.to_thread(spool.remove, seq)
-        except SpoolNoSpace as error:
-            log.error("redis spool disk full: cannot remove a delivered message", error=str(error))
-            return False
-        return True
 
     async def _deliver(self, message: dict[str, Any]) -> None:
         settings = self.settings

@@ -249,7 +249,7 @@ async def test_a_full_spool_disk_keeps_messages_in_memory_until_it_has_room(
     output = RedisOutput(settings)
     await output.start()
     try:
-        spool = output._spool
+        spool = output.delivery.spool
         assert spool is not None
         (pages,) = spool._db.execute("PRAGMA page_count").fetchone()
         spool._db.execute(f"PRAGMA max_page_count = {pages}")
