@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from monitor.backoff import backoff_delay
 from monitor.detect.wire import message_key
 from monitor.health.logs import get_logger
 from monitor.publish.spool import Spool, SpoolFull, SpoolNoSpace
@@ -223,3 +225,18 @@ class SpooledDelivery:
             )
             return False
         return True
+
+
+@dataclass(frozen=True)
+class RetrySettings:
+    """When a spooled output tries its service again: ``initial_s·2^n`` capped at ``max_s``,
+    ±20 % jitter (``monitor/backoff.py``), counted from the first failure of an outage."""
+
+    initial_s: float = field(default=1.0, metadata={"gt": 0.0})
+    max_s: float = field(default=60.0, metadata={"gt": 0.0})
+
+    def delays(self, rng: random.Random | None = None) -> Callable[[int], float]:
+        source = rng or random.Random()
+        return lambda failures: backoff_delay(
+            failures, base_s=self.initial_s, max_s=self.max_s, rng=source, jitter=0.2
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import shutil
 import socket
 import subprocess
@@ -99,3 +100,54 @@ class MotoServer:
         if self._server is not None:
             self._server.stop()  # type: ignore[attr-defined]
             self._server = None
+
+
+@dataclass
+class MosquittoServer:
+    """A real ``mosquitto`` broker on loopback (persistent sessions; optional password file),
+    which a test may stop and start again on the same port."""
+
+    workdir: Path
+    port: int = field(default_factory=free_port)
+    users: dict[str, str] = field(default_factory=dict)  # empty: anonymous clients allowed
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        if not Path(binary).exists():
+            raise RuntimeError("mosquitto is not installed: run scripts/ensure-services.sh")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        lines = [
+            # As root mosquitto would switch to its own user, who cannot read the test's files.
+            f"user {getpass.getuser()}",
+            f"listener {self.port} 127.0.0.1",
+            "persistence true",
+            f"persistence_location {self.workdir}/",
+            "autosave_interval 1",
+        ]
+        if self.users:
+            passwords = self.workdir / "passwords"
+            passwords.write_text("")
+            for user, password in self.users.items():
+                subprocess.run(
+                    ["mosquitto_passwd", "-b", str(passwords), user, password],
+                    check=True,
+                    capture_output=True,
+                )
+            lines += ["allow_anonymous false", f"password_file {passwords}"]
+        else:
+            lines.append("allow_anonymous true")
+        config = self.workdir / "mosquitto.conf"
+        config.write_text("\n".join(lines) + "\n")
+        self.process = subprocess.Popen(
+            [binary, "-c", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=(self.workdir / "mosquitto.log").open("ab"),
+        )
+        wait_for_port(self.port)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None

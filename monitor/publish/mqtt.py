@@ -1,0 +1,227 @@
+"""MQTT output: detections and feed status as JSON (the wire messages) to an MQTT broker.
+
+Topics (``{feed}`` = the feed's node name): detections to ``detection_topic``, feed status to
+``status_topic`` (retained, so a new subscriber learns each feed's state at once), QoS 1. The
+daemon's own availability goes to ``availability_topic`` (retained): ``online`` on each connect,
+``offline`` on a clean stop, and the same ``offline`` as the broker-sent last will when the
+connection dies without a goodbye (crash, kill, network loss).
+
+A publish waits for the broker's PUBACK (``timeout_s``). While the broker is down or slow,
+messages go to the disk spool and are delivered from it in order once it is back
+(``monitor/publish/spooled.py``, reconnecting with backoff, ``[mqtt.retry]``). QoS 1 is "at
+least once": a PUBACK lost with the connection means that message is sent again, so receivers
+that must not see one twice de-duplicate on ``message_id``.
+
+aiomqtt is the optional ``mqtt`` extra (``pip install 'hydromon[mqtt]'``), imported on start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import ssl
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from monitor.detect.records import Message
+from monitor.detect.wire import encode
+from monitor.health.logs import get_logger
+from monitor.publish.output import OutputUnusable
+from monitor.publish.spooled import (
+    DeliveryUnavailable,
+    RetrySettings,
+    SpooledDelivery,
+    SpoolStats,
+)
+
+if TYPE_CHECKING:
+    import aiomqtt
+
+log = get_logger(__name__)
+
+ONLINE = b"online"
+OFFLINE = b"offline"
+
+
+@dataclass(frozen=True)
+class MqttSettings:
+    host: str = "127.0.0.1"
+    port: int = field(default=1883, metadata={"min": 1, "max": 65535})
+    username: str | None = None
+    password: str | None = None
+    client_id: str = "hydromon"
+    tls: bool = False  # TLS to the broker (usually port 8883)
+    ca_file: Path | None = None  # trust these CAs instead of the system's (self-signed brokers)
+    cert_file: Path | None = None  # a client certificate, when the broker asks for one
+    key_file: Path | None = None
+    detection_topic: str = "hydromon/{feed}/detection"
+    status_topic: str = "hydromon/{feed}/status"
+    availability_topic: str = "hydromon/availability"
+    qos: int = field(default=1, metadata={"min": 0, "max": 2})
+    keepalive_s: int = field(default=30, metadata={"min": 5})
+    timeout_s: float = field(default=5.0, metadata={"gt": 0.0})  # connect, and each PUBACK
+    retry: RetrySettings = field(default_factory=RetrySettings)
+    spool_path: Path = Path("var/spool/mqtt.sqlite3")
+    spool_max_messages: int = field(default=100_000, metadata={"min": 1})
+
+    def __post_init__(self) -> None:
+        for name in ("detection_topic", "status_topic"):
+            topic = getattr(self, name)
+            try:
+                topic.format(feed="node")
+            except (KeyError, IndexError, ValueError) as error:
+                raise ValueError(
+                    f"{name}: {json.dumps(topic)} may only use {{feed}} ({error})"
+                ) from None
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file: set both or neither")
+
+    def topic_for(self, message: dict[str, Any]) -> str:
+        template = self.status_topic if message["kind"] == "feed_status" else self.detection_topic
+        return template.format(feed=message["feed"]["node"])
+
+
+@dataclass
+class MqttStats(SpoolStats):
+    delivered: int = 0
+    errors: int = 0  # failed attempts (each one retried from the spool)
+    connects: int = 0
+
+
+def tls_context(settings: MqttSettings) -> ssl.SSLContext | None:
+    """The TLS context for the broker (blocking: reads certificate files)."""
+    if not settings.tls:
+        return None
+    try:
+        context = ssl.create_default_context(
+            cafile=None if settings.ca_file is None else str(settings.ca_file)
+        )
+        if settings.cert_file is not None and settings.key_file is not None:
+            context.load_cert_chain(str(settings.cert_file), str(settings.key_file))
+    except (OSError, ssl.SSLError) as error:
+        raise OutputUnusable(f"mqtt TLS: cannot load the certificates: {error}") from error
+    return context
+
+
+class MqttOutput:
+    def __init__(self, settings: MqttSettings, name: str = "mqtt") -> None:
+        self.name = name
+        self.settings = settings
+        self.stats = MqttStats()
+        self.delivery = SpooledDelivery(
+            name,
+            self._deliver,
+            settings.spool_path,
+            settings.spool_max_messages,
+            retry_delay=settings.retry.delays(),
+            stats=self.stats,
+        )
+        self._client: aiomqtt.Client | None = None
+        self._tls: ssl.SSLContext | None = None
+
+    @property
+    def spool_depth(self) -> int:
+        return self.delivery.depth
+
+    async def start(self) -> None:
+        try:
+            import aiomqtt  # noqa: F401  # the optional extra: fail here, in one line
+        except ImportError as error:
+            raise OutputUnusable(
+                "outputs.mqtt needs aiomqtt: pip install 'hydromon[mqtt]'"
+            ) from error
+        self._tls = await asyncio.to_thread(tls_context, self.settings)
+        await self.delivery.start()
+        if self._client is None:
+            # Online from the start when the broker is there; if not, the first message retries.
+            with contextlib.suppress(DeliveryUnavailable):
+                await self._connected()
+
+    async def publish(self, record: Message) -> None:
+        await self.delivery.submit(encode(record))
+
+    async def wait_drained(self) -> None:
+        await self.delivery.wait_drained()
+
+    async def close(self) -> None:
+        await self.delivery.close()
+        client, self._client = self._client, None
+        if client is not None:
+            # A clean goodbye: the broker does not send the will, so say "offline" ourselves.
+            with contextlib.suppress(Exception):
+                await client.publish(
+                    self.settings.availability_topic,
+                    OFFLINE,
+                    qos=self.settings.qos,
+                    retain=True,
+                    timeout=self.settings.timeout_s,
+                )
+            await _discard(client)
+
+    async def _connected(self) -> aiomqtt.Client:
+        if self._client is not None:
+            return self._client
+        import aiomqtt
+
+        settings = self.settings
+        client = aiomqtt.Client(
+            settings.host,
+            settings.port,
+            username=settings.username,
+            password=settings.password,
+            identifier=settings.client_id,
+            will=aiomqtt.Will(settings.availability_topic, OFFLINE, qos=settings.qos, retain=True),
+            keepalive=settings.keepalive_s,
+            timeout=settings.timeout_s,
+            tls_context=self._tls,
+        )
+        try:
+            async with asyncio.timeout(settings.timeout_s * 2):
+                await client.__aenter__()
+                await client.publish(
+                    settings.availability_topic, ONLINE, qos=settings.qos, retain=True
+                )
+        except (aiomqtt.MqttError, OSError, TimeoutError) as error:
+            self.stats.errors += 1
+            await _discard(client)
+            raise DeliveryUnavailable(
+                f"mqtt broker {settings.host}:{settings.port}: {error}"
+            ) from error
+        self.stats.connects += 1
+        log.info("mqtt connected", host=settings.host, port=settings.port)
+        self._client = client
+        return client
+
+    async def _deliver(self, message: dict[str, Any]) -> None:
+        import aiomqtt
+
+        settings = self.settings
+        client = await self._connected()
+        try:
+            await client.publish(
+                settings.topic_for(message),
+                json.dumps(message, separators=(",", ":")).encode(),
+                qos=settings.qos,
+                retain=message["kind"] == "feed_status",
+                timeout=settings.timeout_s,
+            )
+        except (aiomqtt.MqttError, OSError) as error:
+            self.stats.errors += 1
+            # Drop the connection: the next attempt (from the spool, with backoff) reconnects.
+            self._client = None
+            await _discard(client)
+            raise DeliveryUnavailable(f"mqtt publish: {error}") from error
+        self.stats.delivered += 1
+
+
+async def _discard(client: aiomqtt.Client) -> None:
+    """Disconnect (if still connected) and let go of ``client``."""
+    with contextlib.suppress(Exception):
+        await client.__aexit__(None, None, None)
+    # aiomqtt keeps a lost connection's error in a future nobody awaits once the client is
+    # dropped; read it so asyncio does not log "Future exception was never retrieved".
+    lost = getattr(client, "_disconnected", None)
+    if isinstance(lost, asyncio.Future) and lost.done() and not lost.cancelled():
+        lost.exception()
