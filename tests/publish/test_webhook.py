@@ -80,7 +80,7 @@ async def test_opened_too_and_the_filters(receiver: Receiver, tmp_path: Path) ->
     calls = [0.95, 0.95, 0.1, 0.1, 0.1]
     humpback = run_scores(make_builder(), calls)
     faint = run_scores(make_builder(), [0.55, 0.55, 0.1, 0.1, 0.1])
-    orca = run_scores(make_builder(), calls, label="orca")
+    orca = run_scores(make_builder(thresholds={"orca": 0.5}), calls, label="orca")
     elsewhere = run_scores(make_builder(), calls, feed="rpi_bush_point")
     assert faint and orca and elsewhere
     target = WebhookTarget(
