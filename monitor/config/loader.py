@@ -58,7 +58,10 @@ from monitor.ingest.s3 import S3Settings
 from monitor.limits import describe_limits, within_limits
 from monitor.publish.fanout import FanoutSettings
 from monitor.publish.files import FileSettings
+from monitor.publish.mqtt import MqttSettings
+from monitor.publish.notify import NotifySettings
 from monitor.publish.redis import RedisSettings
+from monitor.publish.webhook import WebhookSettings
 from monitor.publish.websocket import WebsocketSettings
 from monitor.runtime.daemon_settings import DaemonSettings
 from monitor.runtime.resume import StateSettings
@@ -101,7 +104,9 @@ SECRETS: dict[str, str] = {
     "http.token": "all",
     "redis.url": "password",
     "s3.endpoint_url": "password",
+    "mqtt.password": "all",
 }
+# Secrets inside lists (``notify.urls``, ``webhooks.targets``) are masked by ``masked`` too.
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +123,9 @@ class Config:
     redis: RedisSettings = field(default_factory=RedisSettings)
     websocket: WebsocketSettings = field(default_factory=WebsocketSettings)
     files: FileSettings = field(default_factory=FileSettings)
+    mqtt: MqttSettings = field(default_factory=MqttSettings)
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+    notify: NotifySettings = field(default_factory=NotifySettings)
     fanout: FanoutSettings = field(default_factory=FanoutSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
     state: StateSettings = field(default_factory=StateSettings)
@@ -217,10 +225,28 @@ def masked(config: Config) -> Config:
         value = getattr(getattr(config, section), name)
         if value:
             changes.setdefault(section, {})[name] = _mask(value, how)
+    changes["notify"] = {"urls": tuple(_mask_url(url) for url in config.notify.urls)}
+    changes["webhooks"] = {
+        "targets": tuple(
+            dataclasses.replace(
+                target,
+                url=_mask(target.url, "password"),
+                secret=target.secret and "***",
+                headers=dict.fromkeys(target.headers, "***"),
+            )
+            for target in config.webhooks.targets
+        )
+    }
     shown = dataclasses.replace(config)  # a copy; frozen, so its sections are swapped in
     for section, values in changes.items():
         object.__setattr__(shown, section, dataclasses.replace(getattr(shown, section), **values))
     return shown
+
+
+def _mask_url(url: str) -> str:
+    """An apprise URL carries its tokens anywhere after the scheme: show the scheme only."""
+    scheme, separator, _rest = url.partition("://")
+    return f"{scheme}://***" if separator else "***"
 
 
 def _mask(value: str, how: str) -> str:

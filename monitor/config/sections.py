@@ -50,6 +50,9 @@ class OutputSwitches:
     redis: bool = False
     websocket: bool = True
     files: bool = True
+    mqtt: bool = False  # the `mqtt` extra (aiomqtt)
+    webhooks: bool = False  # each [[webhooks.targets]] is an output of its own
+    notify: bool = False  # the `notify` extra (apprise)
 
 
 @dataclass(frozen=True, slots=True)

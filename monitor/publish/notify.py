@@ -63,8 +63,7 @@ def alert_text(detection: Detection, settings: NotifySettings) -> str:
 
 @dataclass
 class NotifyStats:
-    sent: int = 0
-    errors: int = 0  # alerts apprise could not deliver to at least one URL
+    sent: int = 0  # (one not sent raises: the fan-out counts it as a failed publish)
     quiet: int = 0  # held back by quiet hours
     filtered: int = 0
 
@@ -127,7 +126,6 @@ class NotifyOutput:
             body=alert_text(message, self.settings), title=self.settings.title
         )
         if not sent:
-            self.stats.errors += 1
             raise RuntimeError(f"{self.name}: apprise could not deliver the alert for {summary.id}")
         self.stats.sent += 1
 

@@ -102,6 +102,9 @@ class WebhookSettings:
     def target_names(self) -> list[str]:
         return [target.name or str(index) for index, target in enumerate(self.targets)]
 
+    def spool_path(self, name: str) -> Path:
+        return self.spool_dir / f"{name}.sqlite3"
+
 
 def signature(secret: str, body: bytes) -> str:
     """The signature header's value for ``body``."""
@@ -128,7 +131,7 @@ class WebhookOutput:
         self.delivery = SpooledDelivery(
             self.name,
             self._deliver,
-            settings.spool_dir / f"{name}.sqlite3",
+            settings.spool_path(name),
             settings.spool_max_messages,
             retry_delay=settings.retry.delays(),
             stats=self.stats,

@@ -165,8 +165,8 @@ class Daemon:
         try:
             if self.config.state.dir is not None:
                 locks.append(lock_state_dir(Path(self.config.state.dir)))
-            if self.config.outputs.redis:
-                locks.append(lock_spool(Path(self.config.redis.spool_path)))
+            for spool in wiring.spool_paths(self.config):
+                locks.append(lock_spool(spool))
         except (LockBusy, OSError) as error:
             for lock in locks:
                 lock.release()

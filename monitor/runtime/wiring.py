@@ -18,8 +18,11 @@ from monitor.detect.builder import EventBuilder
 from monitor.detect.records import FeedInfo, ModelIdentity, PipelineModels
 from monitor.inference.stream_denoise import StreamDenoiser, StreamDenoiseSettings
 from monitor.publish.files import FileOutput, FileSettings
+from monitor.publish.mqtt import MqttOutput
+from monitor.publish.notify import make_notify
 from monitor.publish.output import Output
 from monitor.publish.redis import RedisHistory, RedisOutput, RedisSettings
+from monitor.publish.webhook import make_webhooks
 from monitor.publish.websocket import WebsocketOutput
 
 if TYPE_CHECKING:
@@ -115,4 +118,23 @@ def make_outputs(
         outputs.append(WebsocketOutput(config.websocket, history))
     if config.outputs.files:
         outputs.append(FileOutput(config.files))
+    if config.outputs.mqtt:
+        outputs.append(MqttOutput(config.mqtt))
+    if config.outputs.webhooks:
+        outputs.extend(make_webhooks(config.webhooks))
+    if config.outputs.notify:
+        outputs.append(make_notify(config.notify))
     return outputs
+
+
+def spool_paths(config: Config) -> list[Path]:
+    """The disk spools the configured outputs write (one daemon each: the daemon locks them)."""
+    paths: list[Path] = []
+    if config.outputs.redis:
+        paths.append(Path(config.redis.spool_path))
+    if config.outputs.mqtt:
+        paths.append(Path(config.mqtt.spool_path))
+    if config.outputs.webhooks:
+        webhooks = config.webhooks
+        paths += [webhooks.spool_path(name) for name in webhooks.target_names()]
+    return paths
