@@ -1,7 +1,8 @@
 """``hydromon subscribe``: print detections from the websocket server or the Redis stream.
 
-Reconnects with backoff and resumes after the last message it printed (websocket ``since``, or
-the last Redis stream entry id). Ctrl-C / SIGTERM end it cleanly with exit code 0.
+A thin wrapper over ``monitor.client``: it reconnects with backoff and resumes after the last
+message it printed (websocket ``since``, or the last Redis stream entry id). Ctrl-C / SIGTERM
+end it cleanly with exit code 0.
 """
 
 from __future__ import annotations
@@ -9,33 +10,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import itertools
 import json
 import math
 import os
-import random
-import re
 import signal
 import sys
 from collections.abc import Callable
 from typing import Any
 
-import redis.asyncio as aioredis
-from redis.exceptions import AuthenticationError, RedisError, ResponseError
-from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, WebSocketException
-from websockets.uri import parse_uri
-
-from monitor.backoff import backoff_delay
-from monitor.health.logs import get_logger
+from monitor.client.redis_stream import check_entry_id, check_redis_url, stream_messages
+from monitor.client.websocket import SubscriptionRefused, check_websocket_url, subscribe_messages
+from monitor.client.websocket import subscribe_request as client_request
 from monitor.publish.subscription import Subscription
-
-log = get_logger(__name__)
-
-BACKOFF_START_S = 0.5
-BACKOFF_MAX_S = 30.0
-STREAM_ID = re.compile(r"\d+(-\d+)?")
-POLICY_VIOLATION = 1008  # the server refused our subscribe message: retrying cannot help
 
 
 def fail(text: str) -> int:
@@ -89,17 +75,8 @@ def local_filter(args: argparse.Namespace) -> Subscription:
 
 
 def subscribe_request(args: argparse.Namespace, since: str | None) -> dict[str, Any]:
-    request: dict[str, Any] = {"type": "subscribe", "min_score": args.min_score}
-    if args.feed:
-        request["feeds"] = args.feed
-    if args.label:
-        request["labels"] = args.label
-    if args.closed_only:
-        request["kinds"] = ["detection"]
-        request["statuses"] = ["closed"]
-    if since:
-        request["since"] = since
-    return request
+    """What ``follow_websocket`` asks the server for."""
+    return client_request(local_filter(args), since)
 
 
 class OutputClosed(Exception):
@@ -119,106 +96,46 @@ class Printer:
             raise OutputClosed("stdout closed") from error
 
 
-def _backoff() -> Callable[[], float]:
-    attempts = itertools.count()
-    rng = random.Random()
-    # ±20 % jitter: many subscribers of one restarted server do not all return at once.
-    return lambda: backoff_delay(
-        next(attempts), base_s=BACKOFF_START_S, max_s=BACKOFF_MAX_S, rng=rng, jitter=0.2
-    )
-
-
 async def follow_websocket(
     args: argparse.Namespace, emit: Callable[[dict], None], stop: asyncio.Event
 ) -> int:
-    since: str | None = args.since
     try:
-        parse_uri(args.url)
-    except InvalidURI:
-        return fail(f"--url {args.url!r} is not a websocket URL (ws://host:port or wss://…)")
-    headers = {"Authorization": f"Bearer {args.token}"} if args.token else None
-    next_delay = _backoff()
-    while not stop.is_set():
-        try:
-            async with connect(args.url, additional_headers=headers, open_timeout=5) as ws:
-                await ws.send(json.dumps(subscribe_request(args, since)))
-                log.info("subscribed", url=args.url, since=since)
-                next_delay = _backoff()
-                async for raw in ws:
-                    try:
-                        frame = json.loads(raw)
-                    except ValueError:
-                        log.warning("ignoring a frame that is not JSON", frame=str(raw)[:80])
-                        continue
-                    kind = frame.get("kind")
-                    if kind in ("detection", "feed_status"):
-                        since = frame["message_id"]
-                        emit(frame)
-                    elif (
-                        kind == "subscribed" and frame.get("since") and not frame.get("since_found")
-                    ):
-                        log.warning(
-                            "resume point not found on the server: messages may be missing",
-                            since=frame["since"],
-                            replayed=frame.get("replayed"),
-                        )
-        except InvalidStatus as error:
-            status = error.response.status_code
-            if status in (401, 403):
-                return fail(f"{args.url} refused us ({status})")
-            log.warning("server refused the connection, retrying", status=status)
-        except ConnectionClosed as error:
-            if error.rcvd is not None and error.rcvd.code == POLICY_VIOLATION:
-                return fail(f"the server rejected the subscription: {error.rcvd.reason}")
-            if stop.is_set():
-                break
-            log.warning("connection lost, reconnecting", error=str(error))
-        except (OSError, WebSocketException, TimeoutError) as error:
-            if stop.is_set():
-                break
-            log.warning("connection lost, reconnecting", error=str(error))
-        await asyncio.sleep(next_delay())
+        check_websocket_url(args.url)
+    except ValueError as error:
+        return fail(f"--url {error}")
+    try:
+        async for message in subscribe_messages(
+            args.url, token=args.token, subscription=local_filter(args), since=args.since, stop=stop
+        ):
+            emit(message)
+    except SubscriptionRefused as error:
+        return fail(str(error))
     return 0
 
 
 async def follow_redis(
     args: argparse.Namespace, emit: Callable[[dict], None], stop: asyncio.Event
 ) -> int:
-    last = args.since or "$"
-    if last != "$" and not STREAM_ID.fullmatch(last):
-        return fail(f"--since {last!r} is not a Redis stream entry id (like 1717761600000-0)")
-    subscription = local_filter(args)
     try:
-        client = aioredis.Redis.from_url(args.redis, decode_responses=True, socket_timeout=10)
+        check_entry_id(args.since or "$")
     except ValueError as error:
-        return fail(f"--redis {args.redis!r} is not a Redis URL: {error}")
-    next_delay = _backoff()
+        return fail(f"--since {error}")
     try:
-        while not stop.is_set():
-            try:
-                if last == "$":
-                    # Resolve "$" once so a reconnect does not skip what came in between.
-                    newest = await client.xrevrange(args.stream, count=1)
-                    last = newest[0][0] if newest else "0-0"
-                reply = await client.xread({args.stream: last}, block=1000, count=100)
-                next_delay = _backoff()
-            except (ResponseError, AuthenticationError) as error:
-                # Redis answered: the key, the id or the credentials are wrong, not the network.
-                return fail(f"redis refused the read of {args.stream!r}: {error}")
-            except (RedisError, OSError) as error:
-                if stop.is_set():
-                    break
-                log.warning("redis unavailable, retrying", error=str(error))
-                await asyncio.sleep(next_delay())
-                continue
-            for _stream, entries in reply:
-                for entry_id, fields in entries:
-                    last = entry_id
-                    message = json.loads(fields["message"])
-                    if subscription.matches(message):
-                        emit(message)
-    finally:
-        await client.aclose()
+        check_redis_url(args.redis)
+    except ValueError as error:
+        return fail(f"--redis {error}")
+    try:
+        messages = stream_messages(
+            args.redis,
+            stream=args.stream,
+            since=args.since,
+            subscription=local_filter(args),
+            stop=stop,
+        )
+        async for _entry_id, message in messages:
+            emit(message)
+    except SubscriptionRefused as error:
+        return fail(str(error))
     return 0
 
 
