@@ -19,8 +19,12 @@ from collections.abc import Callable
 from typing import Any
 
 from monitor.client.redis_stream import check_entry_id, check_redis_url, stream_messages
-from monitor.client.websocket import SubscriptionRefused, check_websocket_url, subscribe_messages
-from monitor.client.websocket import subscribe_request as client_request
+from monitor.client.websocket_client import (
+    SubscriptionRefused,
+    check_websocket_url,
+    subscribe_messages,
+)
+from monitor.client.websocket_client import subscribe_request as client_request
 from monitor.publish.subscription import Subscription
 
 

@@ -7,9 +7,9 @@
 - ``parse``: a wire message as a ``DetectionEvent`` or ``FeedStatusEvent``.
 """
 
-from monitor.client.records import DetectionEvent, Event, FeedStatusEvent, parse
+from monitor.client.events import DetectionEvent, Event, FeedStatusEvent, parse
 from monitor.client.redis_stream import StreamEntry, StreamWorkers, stream_messages
-from monitor.client.websocket import SubscriptionRefused, subscribe, subscribe_messages
+from monitor.client.websocket_client import SubscriptionRefused, subscribe, subscribe_messages
 
 __all__ = [
     "DetectionEvent",

@@ -28,9 +28,9 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import AuthenticationError, RedisError, ResponseError
 
-from monitor.client.backoff import Delays, reconnect_delays
-from monitor.client.records import Event, parse
-from monitor.client.websocket import SubscriptionRefused
+from monitor.client.events import Event, parse
+from monitor.client.reconnect import Delays, reconnect_delays
+from monitor.client.websocket_client import SubscriptionRefused
 from monitor.health.logs import get_logger
 from monitor.publish.subscription import Subscription
 

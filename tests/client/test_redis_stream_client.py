@@ -11,7 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from monitor.client import StreamWorkers, SubscriptionRefused, stream_messages
-from monitor.client.records import DetectionEvent
+from monitor.client.events import DetectionEvent
 from monitor.publish.redis import RedisOutput
 from monitor.publish.subscription import Subscription
 from tests.support.detections import detection_series, wire

@@ -1,7 +1,7 @@
 """Follow the daemon's websocket server: reconnect with backoff, resume after the last message.
 
 ``subscribe_messages`` yields the decoded wire messages (dicts), ``subscribe`` the same as
-typed records (``monitor/client/records.py``). After a lost connection the next subscribe
+typed records (``monitor/client/events.py``). After a lost connection the next subscribe
 carries ``since`` = the last message id yielded, so nothing is missed or repeated while the
 server still has it (its history, else the Redis stream). A refusal that retrying cannot fix
 (a wrong token, a subscribe message the server rejects) raises ``SubscriptionRefused``.
@@ -18,8 +18,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, WebSocketException
 from websockets.uri import parse_uri
 
-from monitor.client.backoff import Delays, reconnect_delays
-from monitor.client.records import Event, parse
+from monitor.client.events import Event, parse
+from monitor.client.reconnect import Delays, reconnect_delays
 from monitor.health.logs import get_logger
 from monitor.publish.subscription import Subscription
 
