@@ -88,6 +88,7 @@ class MqttStats(SpoolStats):
     delivered: int = 0
     errors: int = 0  # failed attempts (each one retried from the spool)
     connects: int = 0
+    connect_failures: int = 0
 
 
 def tls_context(settings: MqttSettings) -> ssl.SSLContext | None:
@@ -118,7 +119,8 @@ class MqttOutput:
             retry_delay=settings.retry.delays(),
             stats=self.stats,
         )
-        self._client: aiomqtt.Client | None = None
+        self._client: aiomqtt.Client | None = None  # set while connected
+        self._keeper: asyncio.Task[None] | None = None
         self._tls: ssl.SSLContext | None = None
 
     @property
@@ -134,10 +136,7 @@ class MqttOutput:
             ) from error
         self._tls = await asyncio.to_thread(tls_context, self.settings)
         await self.delivery.start()
-        if self._client is None:
-            # Online from the start when the broker is there; if not, the first message retries.
-            with contextlib.suppress(DeliveryUnavailable):
-                await self._connected()
+        self._keeper = asyncio.create_task(self._keep_connected(), name=f"{self.name}-connection")
 
     async def publish(self, record: Message) -> None:
         await self.delivery.submit(encode(record))
@@ -146,6 +145,11 @@ class MqttOutput:
         await self.delivery.wait_drained()
 
     async def close(self) -> None:
+        if self._keeper is not None:
+            self._keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keeper
+            self._keeper = None
         await self.delivery.close()
         client, self._client = self._client, None
         if client is not None:
@@ -160,9 +164,31 @@ class MqttOutput:
                 )
             await _discard(client)
 
-    async def _connected(self) -> aiomqtt.Client:
-        if self._client is not None:
-            return self._client
+    async def _keep_connected(self) -> None:
+        """Connect, and reconnect with backoff whenever the connection is lost, so the broker
+        shows this daemon online (and the spool drains) without waiting for a message."""
+        delays = self.settings.retry.delays()
+        failures = 0
+        while True:
+            try:
+                client = await self._connect()
+            except DeliveryUnavailable as error:
+                self.stats.connect_failures += 1
+                if failures == 0:
+                    log.warning("mqtt broker unreachable, retrying", error=str(error))
+                await asyncio.sleep(delays(failures))
+                failures += 1
+                continue
+            failures = 0
+            self._client = client
+            self.delivery.wake()
+            await _lost(client)
+            if self._client is client:
+                self._client = None
+                log.warning("mqtt connection lost, reconnecting")
+            await _discard(client)
+
+    async def _connect(self) -> aiomqtt.Client:
         import aiomqtt
 
         settings = self.settings
@@ -184,21 +210,22 @@ class MqttOutput:
                     settings.availability_topic, ONLINE, qos=settings.qos, retain=True
                 )
         except (aiomqtt.MqttError, OSError, TimeoutError) as error:
-            self.stats.errors += 1
             await _discard(client)
             raise DeliveryUnavailable(
                 f"mqtt broker {settings.host}:{settings.port}: {error}"
             ) from error
         self.stats.connects += 1
         log.info("mqtt connected", host=settings.host, port=settings.port)
-        self._client = client
         return client
 
     async def _deliver(self, message: dict[str, Any]) -> None:
         import aiomqtt
 
         settings = self.settings
-        client = await self._connected()
+        client = self._client
+        if client is None:
+            self.stats.errors += 1
+            raise DeliveryUnavailable("mqtt: not connected to the broker (reconnecting)")
         try:
             await client.publish(
                 settings.topic_for(message),
@@ -209,11 +236,19 @@ class MqttOutput:
             )
         except (aiomqtt.MqttError, OSError) as error:
             self.stats.errors += 1
-            # Drop the connection: the next attempt (from the spool, with backoff) reconnects.
+            # Drop the connection: the keeper reconnects, the spool delivers after that.
             self._client = None
             await _discard(client)
             raise DeliveryUnavailable(f"mqtt publish: {error}") from error
         self.stats.delivered += 1
+
+
+async def _lost(client: aiomqtt.Client) -> None:
+    """Until ``client``'s connection ends, however it ends."""
+    # aiomqtt has no public "disconnected" event; its future is stable within aiomqtt 2.x
+    # (pinned in pyproject.toml). Reading its outcome also keeps asyncio from logging it.
+    with contextlib.suppress(Exception):
+        await asyncio.shield(client._disconnected)
 
 
 async def _discard(client: aiomqtt.Client) -> None:

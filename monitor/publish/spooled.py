@@ -65,6 +65,7 @@ class SpooledDelivery:
         self._healthy = True
         self._drainer: asyncio.Task[None] | None = None
         self._drained = asyncio.Event()
+        self._wake = asyncio.Event()  # the service is back: retry now, not after the delay
         # Messages the spool could not take (its disk is full), oldest first, behind the spool.
         self._held: deque[dict[str, Any]] = deque()
         self._spool_disk_full = False  # logged once per episode, not on every retry
@@ -151,6 +152,10 @@ class SpooledDelivery:
     async def wait_drained(self) -> None:
         await self._drained.wait()
 
+    def wake(self) -> None:
+        """Retry the spool now (the output knows its service is back, e.g. reconnected)."""
+        self._wake.set()
+
     async def close(self) -> None:
         if self._drainer is not None:
             self._drainer.cancel()
@@ -183,6 +188,7 @@ class SpooledDelivery:
         spool = self._require_spool()
         failures = 0
         while True:
+            self._wake.clear()
             async with self._lock:
                 await self._unhold(spool)
                 head = await asyncio.to_thread(spool.peek)
@@ -205,7 +211,8 @@ class SpooledDelivery:
             if done:
                 failures = 0
             else:
-                await asyncio.sleep(self._retry_delay(failures))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._retry_delay(failures))
                 failures += 1
 
     async def _forget(self, spool: Spool, seq: int | None) -> bool:

@@ -22,6 +22,7 @@ from monitor.publish.output import OutputUnusable
 from monitor.publish.spooled import RetrySettings
 from tests.support.detections import detection_series, feed_status, wire
 from tests.support.services import MosquittoServer
+from tests.support.waiting import until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,6 +49,13 @@ def settings_for(port: int, tmp_path: Path, **overrides: Any) -> MqttSettings:
     }
     values.update(overrides)
     return MqttSettings(**values)
+
+
+async def connected(output: MqttOutput) -> MqttOutput:
+    """``output`` started and connected (it connects in the background)."""
+    await output.start()
+    await until(lambda: output.stats.connects >= 1, 5, "the connection to the broker")
+    return output
 
 
 def prefix_of(settings: MqttSettings) -> str:
@@ -79,8 +87,7 @@ async def test_detections_and_retained_status_reach_their_topics(
     prefix = prefix_of(settings)
     detections = detection_series(4)
     status = feed_status("up")
-    output = MqttOutput(settings)
-    await output.start()
+    output = await connected(MqttOutput(settings))
     try:
         async with aiomqtt.Client("127.0.0.1", broker.port) as live:
             await live.subscribe(f"{prefix}/+/detection", qos=1)
@@ -119,6 +126,8 @@ async def test_the_last_will_says_offline_when_the_daemon_dies(
         f"    out = MqttOutput(MqttSettings(port={broker.port}, client_id='{prefix}-dying',"
         f" availability_topic='{prefix}/availability', spool_path=sys.argv[1]))\n"
         "    await out.start()\n"
+        "    while not out.stats.connects:\n"
+        "        await asyncio.sleep(0.05)\n"
         "    print('up', flush=True)\n"
         "    await asyncio.sleep(60)\n"
         "asyncio.run(main())\n"
@@ -162,8 +171,7 @@ async def test_an_outage_is_spooled_and_delivered_in_order_once(
     ) as c:
         await c.subscribe(f"{prefix}/+/detection", qos=1)
     messages = detection_series(12)
-    output = MqttOutput(settings)
-    await output.start()
+    output = await connected(MqttOutput(settings))
     try:
         for message in messages[:3]:
             await output.publish(message)
@@ -186,6 +194,26 @@ async def test_an_outage_is_spooled_and_delivered_in_order_once(
         with pytest.raises(TimeoutError):  # and nothing twice
             await collect(again, 1, wait_s=0.5)
     assert [body["message_id"] for _t, body, _r in got] == [m.message_id for m in messages]
+
+
+async def test_a_connection_lost_while_idle_comes_back_online_by_itself(
+    broker: MosquittoServer, tmp_path: Path
+) -> None:
+    settings = settings_for(broker.port, tmp_path)
+    prefix = prefix_of(settings)
+    output = await connected(MqttOutput(settings))
+    try:
+        broker.stop()
+        broker.start()
+        # No message is published: the output reconnects on its own and says so.
+        await until(lambda: output.stats.connects == 2, 10, "the reconnection")
+        async with aiomqtt.Client("127.0.0.1", broker.port) as watcher:
+            await watcher.subscribe(f"{prefix}/availability", qos=1)
+            # Retained, or live if the reconnection's "online" comes just after the subscribe.
+            ((_topic, said, _retained),) = await collect(watcher, 1)
+            assert said == "online"
+    finally:
+        await output.close()
 
 
 async def test_the_spool_outlives_a_restart_of_the_daemon(
@@ -223,6 +251,7 @@ async def test_username_and_password(tmp_path: Path) -> None:
         await wrong.start()
         try:
             await wrong.publish(detection_series(1)[0])
+            await until(lambda: wrong.stats.connect_failures >= 2, 5, "refused logins")
             assert wrong.spool_depth == 1 and wrong.stats.connects == 0  # refused: kept
         finally:
             await wrong.close()
@@ -230,8 +259,7 @@ async def test_username_and_password(tmp_path: Path) -> None:
             broker.port, tmp_path / "right", username="hydromon", password="s3cret"
         )
         prefix = prefix_of(settings)
-        output = MqttOutput(settings)
-        await output.start()
+        output = await connected(MqttOutput(settings))
         try:
             async with aiomqtt.Client(
                 "127.0.0.1", broker.port, username="hydromon", password="s3cret"
