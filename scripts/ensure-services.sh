@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests run for real when any is missing: redis-server, the
-# mosquitto MQTT broker and headless Chromium (with its WebDriver). The tests start their own
+# mosquitto MQTT broker, openssl (test certificates), systemd-analyze (the unit's check) and
+# headless Chromium (with its WebDriver). The tests start their own
 # instances on loopback; the system services the packages start are stopped.
 set -euo pipefail
 # command to look for → Debian package
 declare -A NEEDED=(
     [redis-server]=redis-server
     [mosquitto]=mosquitto
+    [mosquitto_passwd]=mosquitto
+    [openssl]=openssl
+    [systemd-analyze]=systemd
     [chromium]=chromium
     [chromedriver]=chromium-driver
 )

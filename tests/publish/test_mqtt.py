@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import uuid
@@ -20,6 +21,7 @@ import pytest
 from monitor.publish.mqtt import MqttOutput, MqttSettings
 from monitor.publish.output import OutputUnusable
 from monitor.publish.spooled import RetrySettings
+from tests.support.certificates import make_certificates
 from tests.support.detections import detection_series, feed_status, wire
 from tests.support.services import MosquittoServer
 from tests.support.waiting import until
@@ -264,6 +266,35 @@ async def test_username_and_password(tmp_path: Path) -> None:
             async with aiomqtt.Client(
                 "127.0.0.1", broker.port, username="hydromon", password="s3cret"
             ) as live:
+                await live.subscribe(f"{prefix}/+/detection", qos=1)
+                message = detection_series(1)[0]
+                await output.publish(message)
+                assert [body for _t, body, _r in await collect(live, 1)] == wire([message])
+        finally:
+            await output.close()
+    finally:
+        broker.stop()
+
+
+async def test_tls_to_a_broker_with_a_private_ca(tmp_path: Path) -> None:
+    certificates = make_certificates(tmp_path / "tls")
+    tls = (certificates.ca, certificates.cert, certificates.key)
+    broker = MosquittoServer(workdir=tmp_path / "tls-broker", tls=tls)
+    broker.start()
+    try:
+        untrusted = MqttOutput(settings_for(broker.port, tmp_path / "untrusted", tls=True))
+        await untrusted.start()  # the system's CAs do not know this broker
+        try:
+            await until(lambda: untrusted.stats.connect_failures >= 1, 5, "a refused handshake")
+            assert untrusted.stats.connects == 0
+        finally:
+            await untrusted.close()
+        settings = settings_for(broker.port, tmp_path, tls=True, ca_file=certificates.ca)
+        prefix = prefix_of(settings)
+        output = await connected(MqttOutput(settings))
+        try:
+            trust = ssl.create_default_context(cafile=str(certificates.ca))
+            async with aiomqtt.Client("127.0.0.1", broker.port, tls_context=trust) as live:
                 await live.subscribe(f"{prefix}/+/detection", qos=1)
                 message = detection_series(1)[0]
                 await output.publish(message)

@@ -110,6 +110,7 @@ class MosquittoServer:
     workdir: Path
     port: int = field(default_factory=free_port)
     users: dict[str, str] = field(default_factory=dict)  # empty: anonymous clients allowed
+    tls: tuple[Path, Path, Path] | None = None  # (ca, server cert, server key): TLS only
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -125,6 +126,9 @@ class MosquittoServer:
             f"persistence_location {self.workdir}/",
             "autosave_interval 1",
         ]
+        if self.tls is not None:
+            ca, cert, key = self.tls
+            lines += [f"cafile {ca}", f"certfile {cert}", f"keyfile {key}"]
         if self.users:
             passwords = self.workdir / "passwords"
             passwords.write_text("")
