@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests run for real when any is missing: redis-server, the
-# mosquitto MQTT broker, openssl (test certificates), systemd-analyze (the unit's check) and
+# mosquitto MQTT broker, openssl (test certificates) and
 # headless Chromium (with its WebDriver). The tests start their own
 # instances on loopback; the system services the packages start are stopped.
 set -euo pipefail
@@ -10,7 +10,6 @@ declare -A NEEDED=(
     [mosquitto]=mosquitto
     [mosquitto_passwd]=mosquitto
     [openssl]=openssl
-    [systemd-analyze]=systemd
     [chromium]=chromium
     [chromedriver]=chromium-driver
 )
