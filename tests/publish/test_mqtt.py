@@ -60,6 +60,21 @@ async def connected(output: MqttOutput) -> MqttOutput:
     return output
 
 
+async def delivers_a_detection(settings: MqttSettings, **subscriber: Any) -> None:
+    """An output with ``settings`` gets a detection to a subscriber (``subscriber``: its
+    login or TLS arguments)."""
+    prefix = prefix_of(settings)
+    output = await connected(MqttOutput(settings))
+    try:
+        async with aiomqtt.Client("127.0.0.1", settings.port, **subscriber) as live:
+            await live.subscribe(f"{prefix}/+/detection", qos=1)
+            message = detection_series(1)[0]
+            await output.publish(message)
+            assert [body for _t, body, _r in await collect(live, 1)] == wire([message])
+    finally:
+        await output.close()
+
+
 def prefix_of(settings: MqttSettings) -> str:
     return settings.availability_topic.split("/")[0]
 
@@ -260,18 +275,7 @@ async def test_username_and_password(tmp_path: Path) -> None:
         settings = settings_for(
             broker.port, tmp_path / "right", username="hydromon", password="s3cret"
         )
-        prefix = prefix_of(settings)
-        output = await connected(MqttOutput(settings))
-        try:
-            async with aiomqtt.Client(
-                "127.0.0.1", broker.port, username="hydromon", password="s3cret"
-            ) as live:
-                await live.subscribe(f"{prefix}/+/detection", qos=1)
-                message = detection_series(1)[0]
-                await output.publish(message)
-                assert [body for _t, body, _r in await collect(live, 1)] == wire([message])
-        finally:
-            await output.close()
+        await delivers_a_detection(settings, username="hydromon", password="s3cret")
     finally:
         broker.stop()
 
@@ -290,17 +294,8 @@ async def test_tls_to_a_broker_with_a_private_ca(tmp_path: Path) -> None:
         finally:
             await untrusted.close()
         settings = settings_for(broker.port, tmp_path, tls=True, ca_file=certificates.ca)
-        prefix = prefix_of(settings)
-        output = await connected(MqttOutput(settings))
-        try:
-            trust = ssl.create_default_context(cafile=str(certificates.ca))
-            async with aiomqtt.Client("127.0.0.1", broker.port, tls_context=trust) as live:
-                await live.subscribe(f"{prefix}/+/detection", qos=1)
-                message = detection_series(1)[0]
-                await output.publish(message)
-                assert [body for _t, body, _r in await collect(live, 1)] == wire([message])
-        finally:
-            await output.close()
+        trust = ssl.create_default_context(cafile=str(certificates.ca))
+        await delivers_a_detection(settings, tls_context=trust)
     finally:
         broker.stop()
 

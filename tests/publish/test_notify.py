@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -18,14 +17,6 @@ from tests.support.detections import detection_series, make_builder, run_scores
 from tests.support.receiver import Receiver
 
 CALL = [0.93, 0.93, 0.1, 0.1, 0.1]
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    server = Receiver()
-    await server.start()
-    yield server
-    await server.stop()
 
 
 def settings_for(receiver: Receiver, **values: Any) -> NotifySettings:

@@ -7,7 +7,6 @@ import asyncio
 import hashlib
 import hmac
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +23,6 @@ from monitor.publish.webhook import (
 )
 from tests.support.detections import detection_series, feed_status, make_builder, run_scores, wire
 from tests.support.receiver import Receiver
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    server = Receiver()
-    await server.start()
-    yield server
-    await server.stop()
 
 
 def output_for(tmp_path: Path, target: WebhookTarget, **settings: Any) -> WebhookOutput:

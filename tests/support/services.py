@@ -1,4 +1,4 @@
-"""Real services for tests: a redis-server process and a moto S3 server, both on loopback."""
+"""Real services for tests on loopback: redis-server, mosquitto and a moto S3 server."""
 
 from __future__ import annotations
 
@@ -26,6 +26,13 @@ def wait_for_port(port: int, timeout: float = 10.0) -> None:
         except OSError:
             time.sleep(0.05)
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+
+
+def stop_process(process: subprocess.Popen[bytes] | None) -> None:
+    """End a server this test started (by its pid), waiting for it; None to store back."""
+    if process is not None:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 @dataclass
@@ -67,10 +74,7 @@ class RedisServer:
         wait_for_port(self.port)
 
     def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-            self.process = None
+        self.process = stop_process(self.process)
 
     @property
     def running(self) -> bool:
@@ -151,7 +155,4 @@ class MosquittoServer:
         wait_for_port(self.port)
 
     def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-            self.process = None
+        self.process = stop_process(self.process)
