@@ -76,6 +76,8 @@ class CooldownOutput:
         self._considers = considers or (lambda _detection: True)
 
     def __getattr__(self, name: str) -> object:
+        if name == "inner":  # not set yet (copy, pickle): no endless lookup
+            raise AttributeError(name)
         return getattr(self.inner, name)
 
     async def start(self) -> None:
