@@ -172,10 +172,10 @@ class MqttOutput:
         while True:
             try:
                 client = await self._connect()
-            except DeliveryUnavailable as error:
+            except Exception as error:  # anything: this task must never end while open
                 self.stats.connect_failures += 1
                 if failures == 0:
-                    log.warning("mqtt broker unreachable, retrying", error=str(error))
+                    log.warning("mqtt broker unreachable, retrying", error=repr(error))
                 await asyncio.sleep(delays(failures))
                 failures += 1
                 continue
