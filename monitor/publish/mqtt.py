@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,10 @@ if TYPE_CHECKING:
     import aiomqtt
 
 log = get_logger(__name__)
+# aiomqtt warns on every forced disconnect of a dead connection; this output logs the outage
+# itself, once, so only aiomqtt's errors get through.
+_LIBRARY_LOG = logging.getLogger(f"{__name__}.aiomqtt")
+_LIBRARY_LOG.setLevel(logging.ERROR)
 
 ONLINE = b"online"
 OFFLINE = b"offline"
@@ -202,6 +207,7 @@ class MqttOutput:
             keepalive=settings.keepalive_s,
             timeout=settings.timeout_s,
             tls_context=self._tls,
+            logger=_LIBRARY_LOG,
         )
         try:
             async with asyncio.timeout(settings.timeout_s * 2):
