@@ -4,7 +4,7 @@ A frame is active when a cell of the band (off the hum notches) is at least ``th
 over the floor. Active frames closer than ``merge_gap_s`` form one region (the pulses of a
 buzz, the breaks in a moan); a region longer than ``max_duration_s`` is split. A closed region
 is a box when it lasts ``min_duration_s``, spans ``min_bandwidth_hz`` and its peak cell reaches
-``min_snr_db``. Frequencies are the active cells' extent; times are frame centres ± half a hop.
+``min_snr_db``. Frequencies span the bins active in ``band_share`` of the region's active frames; times are frame centres ± half a hop.
 """
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ class CandidateBox:
 class _Region:
     first: int
     last: int
-    lo: int
-    hi: int
+    hits: np.ndarray  # active frames per bin
+    frames: int  # active frames
     peak_snr: float
     peak_bin: int
 
@@ -71,9 +71,7 @@ class RegionTracker:
         snr = np.where(self.front.allowed, cells.snr_db, -np.inf)
         with np.errstate(invalid="ignore"):
             active = snr >= self.settings.threshold_db  # NaN rows (no floor yet) are inactive
-        any_active = active.any(axis=1)
-        lo = np.argmax(active, axis=1)
-        hi = active.shape[1] - 1 - np.argmax(active[:, ::-1], axis=1)
+        any_active = active.sum(axis=1) >= self.settings.min_cells
         peak_bin = np.argmax(np.where(active, snr, -np.inf), axis=1)
         peak = snr[np.arange(snr.shape[0]), peak_bin]
         out: list[CandidateBox] = []
@@ -90,10 +88,11 @@ class RegionTracker:
             if row is None:
                 break
             if region is None:
-                self._open = _Region(frame, frame, int(lo[row]), int(hi[row]), -np.inf, 0)
-                region = self._open
+                hits = np.zeros(active.shape[1], dtype=np.int32)
+                self._open = region = _Region(frame, frame, hits, 0, -np.inf, 0)
             region.last = frame
-            region.lo, region.hi = min(region.lo, int(lo[row])), max(region.hi, int(hi[row]))
+            region.hits += active[row]
+            region.frames += 1
             if peak[row] > region.peak_snr:
                 region.peak_snr, region.peak_bin = float(peak[row]), int(peak_bin[row])
         return out
@@ -109,8 +108,13 @@ class RegionTracker:
         half = front.hop // 2
         start = front.frame_centre(region.first) - half
         end = front.frame_centre(region.last) + front.hop - half
-        low = float(front.freqs[region.lo]) - front.bin_hz / 2
-        high = float(front.freqs[region.hi]) + front.bin_hz / 2
+        # The band: bins active in a fair share of the region's active frames (a stray cell
+        # of background far from the call does not stretch the box).
+        core = np.flatnonzero(region.hits >= max(1.0, settings.band_share * region.frames))
+        if core.size == 0:
+            core = np.flatnonzero(region.hits)
+        low = float(front.freqs[core[0]]) - front.bin_hz / 2
+        high = float(front.freqs[core[-1]]) + front.bin_hz / 2
         rate = front.sample_rate
         if (
             (end - start) / rate < settings.min_duration_s

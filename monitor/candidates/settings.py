@@ -18,11 +18,18 @@ class DetectorSettings:
     high_hz: float = field(default=4000.0, metadata={"gt": 0.0})
     frame_s: float = field(default=0.04, metadata={"gt": 0.0})  # FFT length (25 Hz bins)
     frame_hop_s: float = field(default=0.02, metadata={"gt": 0.0})
+    smooth_frames: int = field(default=5, metadata={"min": 1})  # time smoothing (odd)
     # The background floor of a band: the median of the last history_s of block means.
     block_s: float = field(default=0.5, metadata={"gt": 0.0})
     history_s: float = field(default=6.0, metadata={"gt": 0.0})
+    # Which quantile of those block means is the floor: above the median, a step up in the
+    # background (a passing ship) is absorbed sooner, at the price of calls longer than
+    # (1 - quantile) × history_s raising it.
+    floor_quantile: float = field(default=0.75, metadata={"min": 0.0, "max": 1.0})
     threshold_db: float = field(default=10.0, metadata={"gt": 0.0})  # a cell is active above this
     min_snr_db: float = field(default=18.0, metadata={"min": 0.0})  # a box's peak SNR
+    min_cells: int = field(default=3, metadata={"min": 1})  # active cells for an active frame
+    band_share: float = field(default=0.1, metadata={"min": 0.0, "max": 1.0})  # box band bins
     min_duration_s: float = field(default=0.2, metadata={"min": 0.0})
     min_bandwidth_hz: float = field(default=0.0, metadata={"min": 0.0})
     merge_gap_s: float = field(default=0.3, metadata={"min": 0.0})  # bridges pulses of one call

@@ -2,8 +2,8 @@
 
 Frames lie on the UTC sample grid (frame ``f`` covers samples ``[f·hop, f·hop + n)`` of the
 epoch sample clock), so the cells do not depend on where segments or chunks begin. Power is
-smoothed over 3 bins × 3 frames (a cell is then the mean of 9 periodogram values, so noise alone
-rarely passes the threshold). The floor of a band is the median of the mean dB of the last
+smoothed over 3 bins × ``smooth_frames`` frames (a cell is then the mean of many periodogram
+values, so noise alone rarely passes the threshold, and a click shorter than a frame is diluted). The floor of a band is the median of the mean dB of the last
 ``history_s`` of ``block_s`` blocks, before the current block: a call shorter than half the
 history barely moves it, stationary sound (ship drone, hum) is the floor, and the memory is
 finite, so two runs that read the same ``history_s`` of audio before a moment agree after it.
@@ -48,6 +48,7 @@ class SpectrogramFrontEnd:
         if abs(block - round(block)) > 1e-6:
             raise ValueError("detector block_s must be a whole number of frame hops")
         self.block_frames = round(block)
+        self.smooth = 2 * settings.smooth_frames // 2 + 1  # odd: a middle frame
         self.history_blocks = max(1, round(settings.history_s / settings.block_s))
         self.min_blocks = max(1, self.history_blocks // 2)
         freqs = np.fft.rfftfreq(self.n, 1.0 / sample_rate)
@@ -66,7 +67,7 @@ class SpectrogramFrontEnd:
         self._buf_start: int | None = None  # epoch index of _buf[0]
         self._next_frame: int | None = None  # first frame not yet computed
         self._recent = np.zeros((0, self.hi_bin - self.lo_bin), dtype=np.float32)
-        self._recent_last: int | None = None  # frame of _recent's last row
+        self._recent_last: int | None = None  # the next middle frame to hand out
         self._block: int | None = None
         self._block_sum = np.zeros(self.hi_bin - self.lo_bin, dtype=np.float64)
         self._block_count = 0
@@ -80,7 +81,7 @@ class SpectrogramFrontEnd:
     @property
     def next_frame(self) -> int | None:
         """The first (smoothed) frame not yet handed out."""
-        return None if self._recent_last is None else self._recent_last
+        return self._recent_last
 
     def break_stream(self) -> None:
         """A gap: the next audio starts a new frame grid (the background history is kept)."""
@@ -129,16 +130,20 @@ class SpectrogramFrontEnd:
         return self._smoothed(first, power)
 
     def _smoothed(self, first: int, power: np.ndarray) -> Cells | None:
-        """3-frame means, each handed out as its middle frame; then SNR over the floor."""
+        """Means over ``smooth`` frames, each handed out as its middle frame; then SNR over the
+        floor."""
+        k = self.smooth
         rows = np.concatenate([self._recent, power]) if self._recent.size else power
         lead = self._recent.shape[0]
-        self._recent = rows[-2:].copy()
-        self._recent_last = first + power.shape[0] - 1
-        if rows.shape[0] < 3:
+        self._recent = rows[-(k - 1) :].copy() if k > 1 else rows[:0].copy()
+        self._recent_last = first + power.shape[0] - (k // 2)
+        if rows.shape[0] < k:
             return None
-        mean3 = (rows[:-2] + rows[1:-1] + rows[2:]) / 3.0
-        centre = first - lead + 1  # frame of mean3[0]
-        db = 10.0 * np.log10(mean3 + _TINY, dtype=np.float32)
+        total = np.cumsum(rows, axis=0, dtype=np.float64)
+        sums = total[k - 1 :].copy()
+        sums[1:] -= total[:-k]
+        centre = first - lead + k // 2  # frame of sums[0]
+        db = 10.0 * np.log10(sums / k + _TINY).astype(np.float32)
         return Cells(centre, self._over_floor(centre, db))
 
     def _over_floor(self, first: int, db: np.ndarray) -> np.ndarray:
@@ -166,7 +171,10 @@ class SpectrogramFrontEnd:
         self._block_sum[:] = 0.0
         self._block_count = 0
         if len(self._history) >= self.min_blocks:
-            self._floor = np.median(np.stack(self._history), axis=0).astype(np.float32)
+            history = np.stack(self._history)
+            self._floor = np.quantile(history, self.settings.floor_quantile, axis=0).astype(
+                np.float32
+            )
         else:
             self._floor = None
 
