@@ -4,7 +4,8 @@ A frame is active when a cell of the band (off the hum notches) is at least ``th
 over the floor. Active frames closer than ``merge_gap_s`` form one region (the pulses of a
 buzz, the breaks in a moan); a region longer than ``max_duration_s`` is split. A closed region
 is a box when it lasts ``min_duration_s``, spans ``min_bandwidth_hz`` and its peak cell reaches
-``min_snr_db``. Frequencies span the bins active in ``band_share`` of the region's active frames; times are frame centres ± half a hop.
+``min_snr_db``. Frequencies span the bins active in ``band_share`` of the region's active
+frames; times are frame centres ± half a hop.
 """
 
 from __future__ import annotations

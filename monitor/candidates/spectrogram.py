@@ -3,9 +3,10 @@
 Frames lie on the UTC sample grid (frame ``f`` covers samples ``[f·hop, f·hop + n)`` of the
 epoch sample clock), so the cells do not depend on where segments or chunks begin. Power is
 smoothed over 3 bins × ``smooth_frames`` frames (a cell is then the mean of many periodogram
-values, so noise alone rarely passes the threshold, and a click shorter than a frame is diluted). The floor of a band is the median of the mean dB of the last
-``history_s`` of ``block_s`` blocks, before the current block: a call shorter than half the
-history barely moves it, stationary sound (ship drone, hum) is the floor, and the memory is
+values, so noise alone rarely passes the threshold, and a click shorter than a frame is
+diluted). The floor of a band is a quantile (``floor_quantile``) of the mean dB of the last
+``history_s`` of ``block_s`` blocks, before the current block: a call shorter than a quarter of
+the history barely moves it, stationary sound (ship drone, hum) is the floor, and the memory is
 finite, so two runs that read the same ``history_s`` of audio before a moment agree after it.
 """
 

@@ -231,6 +231,7 @@ class FeedPipeline:
             "feed stopped" if not complete else "feed source ended",
             feed=self.feed,
             windows_scored=progress.windows_scored,
+            windows_unscored=progress.windows_unscored,
             first_window=None
             if progress.first_window is None
             else format_utc(progress.first_window),

@@ -80,7 +80,7 @@ def test_boxes_lie_on_the_utc_grid_whatever_the_start() -> None:
 def test_a_gap_closes_the_open_box() -> None:
     from monitor.candidates.stage import CandidateStage
 
-    signal, truth = mixed([("DescMoan", 12.5)])
+    signal, _truth = mixed([("DescMoan", 12.5)])
     stage = CandidateStage(DetectorSettings())
     cut = round(14.0 * 48_000)  # inside the call
     boxes = stage.feed_samples(signal[:cut], T0, 48_000)

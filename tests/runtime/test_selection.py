@@ -60,9 +60,9 @@ def test_cascade_scores_only_windows_centred_on_boxes_and_hands_out_all_once() -
                 assert abs((centre - box.centre_utc).total_seconds()) <= WINDOWS.hop_s / 2
     for name, start, end in truth:
         middle = T0 + timedelta(seconds=(start + end) / 2)
-        assert any(
-            s.window.start_utc <= middle <= s.window.end_utc for s in scored
-        ), f"{name}: no scored window over the call"
+        assert any(s.window.start_utc <= middle <= s.window.end_utc for s in scored), (
+            f"{name}: no scored window over the call"
+        )
     assert len(scored) <= 0.3 * len(picked), (len(scored), len(picked))
 
 
