@@ -41,12 +41,17 @@ def replay_config(
     return load_config(path, env={})
 
 
-async def replay(config: Config, stream: Stream, out: Path) -> Daemon:
-    """Replay the whole stream, JSON lines into ``out``; the daemon (its pipelines' progress)."""
+def replay_daemon(config: Config, stream: Stream, out: Path) -> Daemon:
+    """A replay of the whole stream, JSON lines into ``out``."""
     span = ReplayMode(stream.start_utc, stream.start_utc + timedelta(seconds=stream.audio_s))
-    daemon = Daemon(
+    return Daemon(
         config, span, [NODE], outputs=[FileOutput(FileSettings(directory=out))], serve_http=False
     )
+
+
+async def replay(config: Config, stream: Stream, out: Path) -> Daemon:
+    """Replay the whole stream, JSON lines into ``out``; the daemon (its pipelines' progress)."""
+    daemon = replay_daemon(config, stream, out)
     code = await daemon.run(asyncio.Event())
     if code != 0:
         raise RuntimeError(f"replay in {config.detector.mode} mode exited {code}")
