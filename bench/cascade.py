@@ -128,7 +128,7 @@ def describe(errors: list[float]) -> str:
         return "n/a"
     absolute = np.abs(errors)
     return (
-        f"median {np.median(errors):+.2f} s, |error| median {np.median(absolute):.2f} s, "
+        f"median {np.median(errors):+.2f} s; size: median {np.median(absolute):.2f} s, "
         f"p90 {np.quantile(absolute, 0.9):.2f} s, max {absolute.max():.2f} s"
     )
 
