@@ -27,7 +27,6 @@ import platform
 import sys
 import tempfile
 import time
-from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,17 +37,23 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from bench.e2e import full_size_checkpoint, placed_calls  # noqa: E402
-from monitor.audio.chunks import AudioChunk  # noqa: E402
 from monitor.audio.windows import WindowSettings  # noqa: E402
 from monitor.candidates.settings import DetectorSettings  # noqa: E402
 from monitor.config.loader import load_config  # noqa: E402
 from monitor.health.logs import configure_logging  # noqa: E402
 from monitor.ingest.demo_node import RATE, SEGMENT_S  # noqa: E402
-from monitor.ingest.slots import SegmentRef  # noqa: E402
 from monitor.runtime.cutter import WindowCutter, WindowRange  # noqa: E402
 from monitor.runtime.selection import Cascade  # noqa: E402
 from monitor.timebase import parse_utc  # noqa: E402
-from tests.support.candidates import HUM, T0, bed, detect, hum_segment, mixed, seconds  # noqa: E402
+from tests.support.candidates import (  # noqa: E402
+    HUM,
+    bed,
+    detect,
+    hum_segment,
+    mixed,
+    seconds,
+    segment_chunks,
+)
 from tests.support.cascade import (  # noqa: E402
     NODE,
     closed_detections,
@@ -102,22 +107,12 @@ def stage1_recall(seed: int = 0) -> dict[str, object]:
     return {"found": found, "total": total, "starts": starts, "ends": ends, "per_type": per_type}
 
 
-def chunks_of(signal: np.ndarray) -> list[AudioChunk]:
-    step = round(SEGMENT_S * RATE)
-    out = []
-    for number, at in enumerate(range(0, signal.shape[0], step)):
-        ref = SegmentRef("bench", f"bench/hls/1/live{number:03d}.ts", 1, number)
-        part = signal[at : at + step][np.newaxis, :]
-        out.append(AudioChunk("bench", T0 + timedelta(seconds=at / RATE), RATE, part, ref))
-    return out
-
-
 def sent_share(signal: np.ndarray, length_s: float, hop_s: float) -> tuple[int, int]:
     """(windows scored, windows cut) by the cascade over ``signal``."""
     cutter = WindowCutter("bench", WindowSettings(length_s, hop_s), WindowRange(), 120.0, None)
     cascade = Cascade(cutter, DetectorSettings())
     picked = []
-    for chunk in chunks_of(signal):
+    for chunk in segment_chunks(signal):
         picked += cascade.cut(chunk)
     picked += cascade.flush()
     return sum(1 for s in picked if s.score), len(picked)

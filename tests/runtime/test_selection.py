@@ -6,29 +6,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import numpy as np
-
-from monitor.audio.chunks import AudioChunk
 from monitor.audio.windows import WindowSettings
 from monitor.candidates.settings import DetectorSettings
-from monitor.ingest.slots import SegmentRef
 from monitor.runtime.cutter import WindowCutter, WindowRange
 from monitor.runtime.selection import Cascade, EveryWindow, selection_for, window_steps
-from tests.support.candidates import T0, mixed
+from tests.support.candidates import T0, mixed, segment_chunks
 
 RATE = 48_000
-SEGMENT = 480_256  # one 10.005 s AAC segment
 PLACED = [("Chirp", 13.5), ("DescMoan", 32.5), ("Buzz", 53.0)]
 WINDOWS = WindowSettings(length_s=2.0, hop_s=0.5)
-
-
-def chunks(signal: np.ndarray) -> list[AudioChunk]:
-    out = []
-    for number, at in enumerate(range(0, signal.shape[0], SEGMENT)):
-        ref = SegmentRef("bucket", f"feed/hls/1/live{number:03d}.ts", 1, number)
-        part = signal[at : at + SEGMENT][np.newaxis, :]
-        out.append(AudioChunk("feed", T0 + timedelta(seconds=at / RATE), RATE, part, ref))
-    return out
 
 
 def cutter() -> WindowCutter:
@@ -42,7 +28,7 @@ def test_cascade_scores_only_windows_centred_on_boxes_and_hands_out_all_once() -
     cascade = selection_for(DetectorSettings())(cutter())
     assert isinstance(cascade, Cascade)
     all_windows, picked = [], []
-    for chunk in chunks(signal):
+    for chunk in segment_chunks(signal):
         all_windows += [s.window.start_utc for s in every.cut(chunk)]
         picked += cascade.cut(chunk)
         # The resume point is never past a window the cascade still holds.
@@ -80,6 +66,6 @@ def test_every_window_mode_scores_everything() -> None:
     signal, _truth = mixed(PLACED[:1])
     selection = selection_for(DetectorSettings(mode="every-window"))(cutter())
     out = []
-    for chunk in chunks(signal[: RATE * 20]):
+    for chunk in segment_chunks(signal[: RATE * 20]):
         out += selection.cut(chunk)
     assert out and all(s.score and not s.boxes for s in out)

@@ -9,10 +9,12 @@ from pathlib import Path
 import numpy as np
 
 from monitor.audio.audiofile import read_audio
+from monitor.audio.chunks import AudioChunk
 from monitor.candidates.regions import CandidateBox
 from monitor.candidates.settings import DetectorSettings
 from monitor.candidates.stage import CandidateStage
-from monitor.ingest.demo_node import RATE, background, calls
+from monitor.ingest.demo_node import RATE, SEGMENT_S, background, calls
+from monitor.ingest.slots import SegmentRef
 from monitor.timebase import from_epoch
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -64,3 +66,14 @@ def detect(
 
 def seconds(moment: datetime) -> float:
     return (moment - T0).total_seconds()
+
+
+def segment_chunks(signal: np.ndarray, feed: str = "feed") -> list[AudioChunk]:
+    """``signal`` (48 kHz, from ``T0``) as the decoder's chunks, one per 10.005 s segment."""
+    step = round(SEGMENT_S * RATE)
+    out = []
+    for number, at in enumerate(range(0, signal.shape[0], step)):
+        ref = SegmentRef("bucket", f"{feed}/hls/1/live{number:03d}.ts", 1, number)
+        part = signal[at : at + step][np.newaxis, :]
+        out.append(AudioChunk(feed, T0 + timedelta(seconds=at / RATE), RATE, part, ref))
+    return out
