@@ -85,7 +85,8 @@ class Cascade:
     def cut(self, chunk: AudioChunk) -> list[Selected]:
         self._assign(self.stage.feed(chunk))
         self._pending.extend(self.cutter.cut(chunk))
-        return self._decide(self.stage.settled_until)
+        settled = self.stage.settled_until
+        return [] if settled is None else self._decide(settled)
 
     def gap(self, gap: SegmentGap) -> list[Selected]:
         out = self.flush()
@@ -95,7 +96,7 @@ class Cascade:
     def flush(self) -> list[Selected]:
         """A gap or the end of the source: the open box closes, every waiting window is decided."""
         self._assign(self.stage.close())
-        out = self._decide(None)
+        out = self._decide(None)  # None: every held window
         self._wanted.clear()
         return out
 
