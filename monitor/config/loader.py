@@ -39,6 +39,7 @@ from typing import Any
 from models.bundle import BundleError, config_values, load_bundle
 from monitor.audio.decode import ChannelPolicy, DecoderSettings
 from monitor.audio.windows import WindowSettings
+from monitor.candidates.settings import DetectorSettings
 from monitor.config.sections import (
     NODE_NAME,
     AccessSettings,
@@ -115,6 +116,7 @@ class Config:
     follower: FollowerSettings = field(default_factory=FollowerSettings)
     decoder: DecoderSettings = field(default_factory=DecoderSettings)
     windows: WindowSettings = field(default_factory=WindowSettings)
+    detector: DetectorSettings = field(default_factory=DetectorSettings)
     classifier: ClassifierSettings = field(default_factory=ClassifierSettings)
     denoiser: DenoiserSettings = field(default_factory=DenoiserSettings)
     engine: EngineSettings = field(default_factory=EngineSettings)

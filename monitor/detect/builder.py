@@ -19,6 +19,10 @@ Rules (all times are feed time, taken from the windows, so a replay behaves like
 * A positive window that would make the detection longer than ``max_duration_s`` closes it
   (reason ``max_duration``) and starts a new candidate whose ``previous_id`` links the two.
 * ``flush()`` closes everything still open (reason ``shutdown``).
+* The cascade: a window may come unscored (``scores=None``: no candidate chose it), which is
+  negative for every label. A scored window may carry the stage-1 boxes that chose it; the
+  detection then reports their extent (start, end, low and high frequency) instead of the
+  windows' span, and its id is built from the first box's start.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from datetime import datetime
 
 from models.thresholds import bad_thresholds
 from monitor.audio.chunks import Window
+from monitor.candidates.regions import CandidateBox
 from monitor.detect.ids import detection_id
 from monitor.detect.records import (
     DEFAULT_SPECIES,
@@ -111,8 +116,16 @@ class _Track:
     pending_contains_gap: bool = False
     segments: dict[tuple[str, str], list[float]] = field(default_factory=dict)
     segment_ids: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
+    boxes: list[CandidateBox] = field(default_factory=list)  # of the positive windows
 
-    def add_positive(self, window: Window, score: float, skipped_s: float) -> None:
+    def add_positive(
+        self,
+        window: Window,
+        score: float,
+        skipped_s: float,
+        boxes: tuple[CandidateBox, ...] = (),
+    ) -> None:
+        self.boxes += boxes
         self.windows += self.pending_windows + 1
         self.gap_s += self.pending_gap_s + skipped_s
         self.contains_gap |= self.pending_contains_gap or window.contains_gap or skipped_s > 0
@@ -145,13 +158,14 @@ class _Track:
             for (bucket, key), (lo, hi) in self.segments.items()
         ]
         uses.sort(key=lambda use: (use.folder_epoch, use.number, use.key))
+        boxes = self.boxes
         return DetectionSummary(
             id=self.id,
             feed=feed,
             label=self.label,
             species=species,
-            start_utc=self.start_utc,
-            end_utc=self.end_utc,
+            start_utc=min(b.start_utc for b in boxes) if boxes else self.start_utc,
+            end_utc=max(b.end_utc for b in boxes) if boxes else self.end_utc,
             score_max=self.score_max,
             score_mean=self.score_sum / self.positives,
             window_count=self.windows,
@@ -164,6 +178,8 @@ class _Track:
             gap_s=self.gap_s,
             previous_id=self.previous_id,
             segments=tuple(uses),
+            low_freq_hz=min(b.low_hz for b in boxes) if boxes else None,
+            high_freq_hz=max(b.high_hz for b in boxes) if boxes else None,
         )
 
 
@@ -206,10 +222,12 @@ class EventBuilder:
     def observe(
         self,
         window: Window,
-        scores: Mapping[str, float],
+        scores: Mapping[str, float] | None,
         *,
+        boxes: tuple[CandidateBox, ...] = (),
         scored_utc: datetime | None = None,
     ) -> list[Detection]:
+        """``scores=None``: the window was not scored (negative for every label)."""
         feed = window.feed
         start = require_aware(window.start_utc)
         previous = self._last_start.get(feed)
@@ -228,6 +246,8 @@ class EventBuilder:
         self._last_end[feed] = window.end_utc
 
         out: list[Detection] = []
+        if scores is None:
+            scores = {label: 0.0 for (track_feed, label) in self._tracks if track_feed == feed}
         for label, raw_score in scores.items():
             threshold = self.settings.threshold(feed, label)
             if threshold is None:
@@ -251,11 +271,11 @@ class EventBuilder:
                     track = None
             if positive:
                 if track is None:
-                    track = self._new_track(window, label, threshold, previous_id)
+                    track = self._new_track(window, label, threshold, previous_id, boxes)
                     self._tracks[key] = track
-                    track.add_positive(window, score, 0.0)
+                    track.add_positive(window, score, 0.0, boxes)
                 else:
-                    track.add_positive(window, score, skipped_s)
+                    track.add_positive(window, score, skipped_s, boxes)
                 if not track.credible and track.positives >= track.min_windows:
                     track.credible = True
                     out.append(self._message(feed, track, "opened", window.end_utc, scored_utc))
@@ -287,12 +307,16 @@ class EventBuilder:
         return out
 
     def _new_track(
-        self, window: Window, label: str, threshold: float, previous_id: str | None
+        self,
+        window: Window,
+        label: str,
+        threshold: float,
+        previous_id: str | None,
+        boxes: tuple[CandidateBox, ...] = (),
     ) -> _Track:
         classifier = self.models.classifier.checksum
-        ident = detection_id(
-            window.start_utc, window.feed, label, window.start_utc.isoformat(), classifier
-        )
+        start = min((b.start_utc for b in boxes), default=window.start_utc)
+        ident = detection_id(start, window.feed, label, start.isoformat(), classifier)
         return _Track(
             id=ident,
             label=label,

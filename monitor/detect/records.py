@@ -116,6 +116,9 @@ class DetectionSummary:
     gap_s: float
     previous_id: str | None
     segments: tuple[SegmentUse, ...]
+    # The stage-1 boxes' band (the cascade); None when windows alone made the detection.
+    low_freq_hz: float | None = None
+    high_freq_hz: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

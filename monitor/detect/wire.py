@@ -57,7 +57,22 @@ def encode(message: Message) -> dict[str, Any]:
 
 def _detection(detection: Detection) -> dict[str, Any]:
     """``latency_ms``: emission − end of the audio that triggered it; ``pipeline_lag_ms``:
-    scoring − that audio end (the part of the latency spent before the event builder)."""
+    scoring − that audio end (the part of the latency spent before the event builder);
+    ``low_freq_hz``/``high_freq_hz`` only when stage-1 boxes made the detection."""
+    return _detection_fields(detection) | _band(detection)
+
+
+def _band(detection: Detection) -> dict[str, Any]:
+    summary = detection.summary
+    if summary.low_freq_hz is None or summary.high_freq_hz is None:
+        return {}
+    return {
+        "low_freq_hz": round(summary.low_freq_hz, 1),
+        "high_freq_hz": round(summary.high_freq_hz, 1),
+    }
+
+
+def _detection_fields(detection: Detection) -> dict[str, Any]:
     summary, status = detection.summary, detection.status
     emitted_utc, audio_end_utc = detection.emitted_utc, detection.audio_end_utc
     scored_utc = detection.scored_utc

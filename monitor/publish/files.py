@@ -64,7 +64,7 @@ class FileSettings:
     directory: Path = Path("var/detections")
     jsonl: bool = True
     raven: bool = True
-    # Detections carry no frequency band; Raven boxes span the classifier's band.
+    # The band of a detection without stage-1 boxes (every-window mode): the classifier's.
     low_freq_hz: float = 0.0
     high_freq_hz: float = 8000.0
     fsync: bool = True
@@ -241,8 +241,8 @@ class FileOutput:
             "1",
             seconds(start),
             seconds(end),
-            f"{self.settings.low_freq_hz:g}",
-            f"{self.settings.high_freq_hz:g}",
+            f"{_or(summary.low_freq_hz, self.settings.low_freq_hz):g}",
+            f"{_or(summary.high_freq_hz, self.settings.high_freq_hz):g}",
             summary.label,
             f"{wire_score(summary.score_max):.4f}",
             f"{wire_score(summary.score_mean):.4f}",
@@ -335,3 +335,7 @@ def _read_raven_ids(path: Path) -> _FileIndex:
         if len(cells) > column:
             index.ids.add(cells[column])
     return index
+
+
+def _or(value: float | None, default: float) -> float:
+    return default if value is None else value

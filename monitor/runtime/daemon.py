@@ -52,6 +52,7 @@ from monitor.runtime.pipeline import (
     PipelineSettings,
 )
 from monitor.runtime.resume import FeedStateFile, ResumePoint, StateError
+from monitor.runtime.selection import selection_for, selection_margin_s
 from monitor.runtime.supervisor import SupervisorSettings, TaskHealth, supervise
 from monitor.timebase import utc_now
 
@@ -194,7 +195,9 @@ class Daemon:
             return 2
         window = config.windows.resolved(models.classifier.window_seconds)
         assert window.length_s is not None
-        settings = self.settings.pipeline.for_models(window.length_s, engine.denoise_geometry)
+        settings = self.settings.pipeline.for_models(
+            window.length_s, engine.denoise_geometry, selection_margin_s(config.detector)
+        )
         executor = ThreadPoolExecutor(self.settings.decoder_threads, thread_name_prefix="decode")
         code = 0
         try:
@@ -269,6 +272,7 @@ class Daemon:
                 self.config.decoder_for(node),
                 executor,
                 wiring.stream_denoiser_factory(engine, self.config.denoiser.stream),
+                selection_for(self.config.detector),
             ),
             state_file=feed.state_file,
             watch=FeedWatch(

@@ -1,7 +1,11 @@
 """One feed's pipeline, the same for live and replay:
 
-    segments → decode_stream → WindowCutter (RingBuffer → WindowScheduler) → engine.score
-             → EventBuilder → publish
+    segments → decode_stream → WindowCutter (RingBuffer → WindowScheduler) → selection
+             → engine.score → EventBuilder → publish
+
+The selection (``monitor.runtime.selection``, chosen once from ``detector.mode``) decides which
+windows the classifier scores: every window, or (the cascade) only those centred on stage-1
+candidate boxes; unscored windows reach the event builder as negatives.
 
 With a denoiser, each feed's decoded audio is denoised once as a stream (``StreamDenoiser``,
 through the engine) and the ring buffer holds the denoised audio; windows cut from it are scored
@@ -49,6 +53,7 @@ from monitor.ingest.slots import Segment, SegmentGap
 from monitor.runtime.cutter import WindowCutter, WindowRange, later
 from monitor.runtime.resume import FeedStateFile, ResumePoint
 from monitor.runtime.resume_tracker import ResumeTracker
+from monitor.runtime.selection import EveryWindow, Selected, SelectionFactory, WindowSelection
 from monitor.timebase import after_samples, format_utc, utc_now
 
 log = get_logger(__name__)
@@ -83,12 +88,16 @@ class PipelineSettings:
             raise ValueError("ring_seconds must be > 0 and resume_margin_s >= 0")
 
     def for_models(
-        self, window_s: float, denoise_geometry: tuple[float, int] | None
+        self,
+        window_s: float,
+        denoise_geometry: tuple[float, int] | None,
+        selection_margin_s: float = 0.0,
     ) -> PipelineSettings:
         """These settings fitted to the loaded models: the ring holds a window and a segment's
         worth of decoding ahead of it; with a stream denoiser, a resume also re-reads its left
-        context, so the first windows after a restart are denoised as in an unbroken run."""
-        margin_s = self.resume_margin_s
+        context, so the first windows after a restart are denoised as in an unbroken run; with
+        the cascade, stage 1's background history (``selection_margin_s``) too."""
+        margin_s = self.resume_margin_s + selection_margin_s
         if denoise_geometry is not None:
             grid_seconds, context_grids = denoise_geometry
             margin_s += grid_seconds * context_grids
@@ -105,6 +114,8 @@ class Decoding:
     # A new StreamDenoiser per run: the ring then holds denoised audio and windows are scored
     # with denoise=False. None: raw audio, scored as it is.
     stream_denoiser: Callable[[], StreamDenoiser] | None = None
+    # Which cut windows are scored (a new one per run, over that run's cutter).
+    selection: SelectionFactory = EveryWindow
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,8 +131,8 @@ class FeedWatch:
 
 @dataclass(frozen=True, slots=True)
 class _Scored:
-    window: Window
-    future: asyncio.Future[dict[str, float]]
+    selected: Selected
+    future: asyncio.Future[dict[str, float]] | None  # None: not scored (negative)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +162,7 @@ class FeedProgress:
 
     resume: ResumePoint | None = None  # where the source is opened again
     windows_scored: int = 0
+    windows_unscored: int = 0  # cut, but no candidate chose them (cascade)
     segments: int = 0
     gaps: int = 0
     messages: int = 0
@@ -219,6 +231,7 @@ class FeedPipeline:
             "feed stopped" if not complete else "feed source ended",
             feed=self.feed,
             windows_scored=progress.windows_scored,
+            windows_unscored=progress.windows_unscored,
             first_window=None
             if progress.first_window is None
             else format_utc(progress.first_window),
@@ -232,13 +245,15 @@ class FeedPipeline:
     # ---- producer ----
 
     async def _produce(self, queue: asyncio.Queue[object], resume: ResumePoint | None) -> None:
-        cutter = WindowCutter(
-            self.feed,
-            self.windows,
-            self.window_range,
-            self.settings.ring_seconds,
-            self._floor(resume),
-            self.watch.metrics,
+        cutter = self.decoding.selection(
+            WindowCutter(
+                self.feed,
+                self.windows,
+                self.window_range,
+                self.settings.ring_seconds,
+                self._floor(resume),
+                self.watch.metrics,
+            )
         )
         factory = self.decoding.stream_denoiser
         stream = factory() if factory is not None else None
@@ -251,7 +266,7 @@ class FeedPipeline:
                     if isinstance(item, SegmentGap):
                         if stream is not None:
                             await self._submit(cutter, queue, await stream.flush())
-                        cutter.mark_gap(item)
+                        await self._put(queue, cutter.gap(item))
                         await queue.put(_Gap(item))
                         continue
                     chunks = [item] if stream is None else await stream.feed(item)
@@ -261,10 +276,13 @@ class FeedPipeline:
                     await queue.put(_SegmentDone(item, chunk_end, count, cutter.next_start))
                     if self.watch.health is not None and self.settings.analyze_audio:
                         await self._analyze(item)
-            if stream is not None and not self.stop.is_set() and stream.pending_samples:
-                # The source ended: the audio held back for right context is scored too.
-                await self._submit(cutter, queue, await stream.flush())
-                await queue.put(_Flushed(cutter.next_start))
+            if not self.stop.is_set():
+                # The source ended: the audio held back for right context, and the windows
+                # waiting for stage 1, are scored too.
+                if stream is not None and stream.pending_samples:
+                    await self._submit(cutter, queue, await stream.flush())
+                if await self._put(queue, cutter.flush()) or stream is not None:
+                    await queue.put(_Flushed(cutter.next_start))
         finally:
             stop_wait.cancel()
         await queue.put(_END)
@@ -278,17 +296,27 @@ class FeedPipeline:
         return floor
 
     async def _submit(
-        self, cutter: WindowCutter, queue: asyncio.Queue[object], chunks: Iterable[AudioChunk]
+        self, cutter: WindowSelection, queue: asyncio.Queue[object], chunks: Iterable[AudioChunk]
     ) -> int:
-        """Cut ``chunks`` into windows and submit each to the scorer; how many there were."""
-        denoise = self.decoding.stream_denoiser is None  # else the ring holds denoised audio
+        """Cut ``chunks`` into windows and submit the chosen ones to the scorer; how many
+        windows there were."""
         count = 0
         for chunk in chunks:
-            for window in cutter.cut(chunk):
-                score = self.scorer.score(window.samples, window.sample_rate, denoise=denoise)
-                await queue.put(_Scored(window, asyncio.ensure_future(score)))
-                count += 1
+            count += await self._put(queue, cutter.cut(chunk))
         return count
+
+    async def _put(self, queue: asyncio.Queue[object], selected: list[Selected]) -> int:
+        denoise = self.decoding.stream_denoiser is None  # else the ring holds denoised audio
+        for item in selected:
+            window = item.window
+            future = None
+            if item.score:
+                score = self.scorer.score(window.samples, window.sample_rate, denoise=denoise)
+                future = asyncio.ensure_future(score)
+            else:
+                item = replace(item, window=_without_samples(window))
+            await queue.put(_Scored(item, future))
+        return len(selected)
 
     async def _counted(
         self, items: AsyncIterator[Segment | SegmentGap]
@@ -347,13 +375,18 @@ class FeedPipeline:
             if item is _END:
                 return
             if isinstance(item, _Scored):
-                scores = await item.future
-                window = item.window
-                for message in self.builder.observe(window, scores, scored_utc=utc_now()):
+                window, boxes = item.selected.window, item.selected.boxes
+                scores = None if item.future is None else await item.future
+                for message in self.builder.observe(
+                    window, scores, boxes=boxes, scored_utc=utc_now()
+                ):
                     await self._emit(message)
-                progress.windows_scored += 1
                 progress.first_window = progress.first_window or window.start_utc
                 progress.last_window = window.start_utc
+                if scores is None:
+                    progress.windows_unscored += 1
+                    continue
+                progress.windows_scored += 1
                 if metrics is not None:
                     metrics.window_scored(self.feed)
             elif isinstance(item, _Gap):
@@ -471,5 +504,12 @@ def _abandon(queue: asyncio.Queue[object]) -> None:
     """A run failed: cancel the scores nobody will read (they are re-scored after restart)."""
     while not queue.empty():
         item = queue.get_nowait()
-        if isinstance(item, _Scored):
+        if isinstance(item, _Scored) and item.future is not None:
             item.future.cancel()
+
+
+def _without_samples(window: Window) -> Window:
+    """An unscored window as the event builder needs it: its times, not its audio (a
+    zero-stride array keeps the length, so ``duration_s`` stays right)."""
+    empty = np.broadcast_to(np.float32(0.0), window.samples.shape)
+    return replace(window, samples=empty)

@@ -8,6 +8,7 @@ the configuration) does not load torch."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -95,7 +96,14 @@ def stream_denoiser_factory(
 
 
 def make_builder(config: Config, models: Models, node: str) -> EventBuilder:
-    return EventBuilder(config.events, models.identity, {node: feed_info(config, node)})
+    """In the cascade a call is scored on one window (or a few for a long box), so the min hits
+    are counted in candidates: ``detector.min_positive_candidates``."""
+    events = config.events
+    if config.detector.mode == "cascade":
+        events = dataclasses.replace(
+            events, min_positive_windows=config.detector.min_positive_candidates
+        )
+    return EventBuilder(events, models.identity, {node: feed_info(config, node)})
 
 
 def redis_settings(config: Config) -> RedisSettings | None:

@@ -101,9 +101,11 @@ async def test_interrupted_replay_resumes_to_the_same_detections(
         )
         assert await second.run(asyncio.Event()) == 0
         assert not saved.exists()  # a finished range leaves no resume point behind
-        scored = (
-            first.pipelines[NODE].progress.windows_scored
-            + second.pipelines[NODE].progress.windows_scored
+        # Scored or, in the cascade, passed over as without a candidate.
+        scored = sum(
+            run.pipelines[NODE].progress.windows_scored
+            + run.pipelines[NODE].progress.windows_unscored
+            for run in (first, second)
         )
 
         # The command line, into --out: JSON lines and Raven tables only.

@@ -1,0 +1,301 @@
+"""Cascade benchmark: stage 1 (candidate boxes) and the two-stage daemon against every-window
+scoring, side by side in one run, on real audio (the tests' Orcasound background and catalogue
+humpback calls). CPU figures are process CPU time (all threads), not wall time: the machine is
+shared.
+
+  stage1     × real time per core over the background; recall of placed calls as boxes and
+             their start/end error; share of windows sent to the classifier on the plain
+             background (full-size, embedded and tiny window geometry) and on the hum segments
+  recall     the end-to-end scenario replayed in both modes with the tests' tiny AST: calls found,
+             detection start/end error, windows scored
+  cost       CPU seconds per audio second of one feed through the daemon (replay of --minutes),
+             both modes, with the embedded default classifier (models/default) and a full-size
+             AST built from ASTConfig defaults (random weights) → feeds per 2-core CPU
+  int8       torch.ao dynamic int8 quantisation of the classifiers: speed and the largest score
+             difference against fp32 on real windows
+
+    nice python bench/cascade.py                   # everything (~15 min on 2 shared cores)
+    nice python bench/cascade.py --only stage1 --only recall
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from bench.e2e import full_size_checkpoint, placed_calls  # noqa: E402
+from monitor.audio.windows import WindowSettings  # noqa: E402
+from monitor.candidates.settings import DetectorSettings  # noqa: E402
+from monitor.config.loader import load_config  # noqa: E402
+from monitor.health.logs import configure_logging  # noqa: E402
+from monitor.ingest.demo_node import RATE, SEGMENT_S  # noqa: E402
+from monitor.runtime.cutter import WindowCutter, WindowRange  # noqa: E402
+from monitor.runtime.selection import Cascade  # noqa: E402
+from monitor.timebase import parse_utc  # noqa: E402
+from tests.support.candidates import (  # noqa: E402
+    HUM,
+    bed,
+    detect,
+    hum_segment,
+    mixed,
+    seconds,
+    segment_chunks,
+)
+from tests.support.cascade import (  # noqa: E402
+    NODE,
+    closed_detections,
+    mirror,
+    replay,
+    replay_config,
+    replay_daemon,
+)
+from tests.support.e2e import build_stream, train_classifier  # noqa: E402
+
+CALL_NAMES = ["AscMoan", "Buzz", "Chirp", "Creak", "DescMoan", "Growl", "moan"]
+EMBEDDED = ROOT / "models" / "default" / "classifier"
+GEOMETRIES = {"full-size AST": (10.24, 1.0), "embedded default": (5.12, 1.0), "tiny": (1.0, 0.5)}
+
+
+def section(title: str) -> None:
+    print(f"\n### {title}\n", flush=True)
+
+
+def stage1_speed(minutes: float) -> float:
+    """× real time per core: audio seconds per CPU second of stage 1 over looped background."""
+    signal = np.resize(bed(), round(minutes * 60 * RATE))
+    began = time.process_time()
+    detect(signal)
+    return signal.shape[0] / RATE / (time.process_time() - began)
+
+
+def stage1_recall(seed: int = 0) -> dict[str, object]:
+    """Every call type placed at random offsets inside background segments (9 rotations of the
+    bed): recall as boxes, start and end error of the overlapping boxes."""
+    rng = np.random.default_rng(seed)
+    found, total, starts, ends = 0, 0, [], []
+    per_type: dict[str, list[int]] = {name: [0, 0] for name in CALL_NAMES}
+    segments = round(bed().shape[0] / RATE / SEGMENT_S)
+    for rotation in range(segments):
+        placed = []
+        for i, name in enumerate(np.roll(CALL_NAMES, rotation)):
+            offset = (i + 1) * SEGMENT_S + float(rng.uniform(0.5, 5.0))
+            placed.append((str(name), offset))
+        signal, truth = mixed(placed)
+        boxes = detect(signal)
+        for name, start, end in truth:
+            total += 1
+            per_type[name][1] += 1
+            hits = [b for b in boxes if seconds(b.start_utc) < end and seconds(b.end_utc) > start]
+            if hits:
+                found += 1
+                per_type[name][0] += 1
+                starts.append(min(seconds(b.start_utc) for b in hits) - start)
+                ends.append(max(seconds(b.end_utc) for b in hits) - end)
+    return {"found": found, "total": total, "starts": starts, "ends": ends, "per_type": per_type}
+
+
+def sent_share(signal: np.ndarray, length_s: float, hop_s: float) -> tuple[int, int]:
+    """(windows scored, windows cut) by the cascade over ``signal``."""
+    cutter = WindowCutter("bench", WindowSettings(length_s, hop_s), WindowRange(), 120.0, None)
+    cascade = Cascade(cutter, DetectorSettings())
+    picked = []
+    for chunk in segment_chunks(signal):
+        picked += cascade.cut(chunk)
+    picked += cascade.flush()
+    return sum(1 for s in picked if s.score), len(picked)
+
+
+def describe(errors: list[float]) -> str:
+    if not errors:
+        return "n/a"
+    absolute = np.abs(errors)
+    return (
+        f"median {np.median(errors):+.2f} s; size: median {np.median(absolute):.2f} s, "
+        f"p90 {np.quantile(absolute, 0.9):.2f} s, max {absolute.max():.2f} s"
+    )
+
+
+def run_stage1(minutes: float) -> None:
+    section("Stage 1")
+    speed = stage1_speed(minutes)
+    print(f"- stage 1 alone: **{speed:.0f}× real time per core** ({minutes:g} min of audio)")
+    result = stage1_recall()
+    found, total = result["found"], result["total"]
+    print(f"- recall of placed calls as boxes: **{found}/{total}** ({found / total:.0%})")
+    per_type = ", ".join(f"{n} {a}/{b}" for n, (a, b) in result["per_type"].items())
+    print(f"  - per call type: {per_type}")
+    print(f"- box start − call start: {describe(result['starts'])}")
+    print(f"- box end − call end: {describe(result['ends'])}")
+    background = np.resize(bed(), round(9 * 90 * RATE))  # the bed, looped 9 times
+    for name, (length_s, hop_s) in GEOMETRIES.items():
+        scored, cut = sent_share(background, length_s, hop_s)
+        print(
+            f"- windows sent to the classifier on plain background, {name} "
+            f"({length_s:g} s / {hop_s:g} s hop): **{scored}/{cut} = {scored / cut:.1%}**"
+        )
+    boxes = 0
+    for path in HUM:
+        samples, rate = hum_segment(path)
+        boxes += len(detect(samples, rate))
+    print(f"- boxes on the {len(HUM)} real hum segments (unintelligible/): **{boxes}**")
+
+
+async def run_recall(work: Path) -> None:
+    section("Recall: cascade vs every-window (end-to-end scenario, tiny AST)")
+    classifier = train_classifier(work / "tiny")
+    placed = [(CALL_NAMES[i % 7], 40.0 * i + 13.3) for i in range(7)]
+    stream = build_stream(1_717_761_600, 7 * 40.0, placed)
+    root = mirror(work / "mirror", stream)
+    print("| mode | calls found | start error | end error | windows scored | CPU s |")
+    print("|---|---|---|---|---|---|")
+    for mode in ("every-window", "cascade"):
+        config = replay_config(work / mode, root, classifier, mode)
+        began = time.process_time()
+        daemon = await replay(config, stream, work / mode / "out")
+        cpu = time.process_time() - began
+        closed = closed_detections(work / mode / "out")
+        starts, ends, found = [], [], 0
+        for call in stream.calls:
+            hits = [
+                m
+                for m in closed
+                if parse_utc(m["start_utc"]) <= call.end_utc
+                and parse_utc(m["end_utc"]) >= call.start_utc
+            ]
+            if hits:
+                found += 1
+                starts.append((parse_utc(hits[0]["start_utc"]) - call.start_utc).total_seconds())
+                ends.append((parse_utc(hits[-1]["end_utc"]) - call.end_utc).total_seconds())
+        progress = daemon.pipelines[NODE].progress
+        handled = progress.windows_scored + progress.windows_unscored
+        extra = len(closed) - found
+        print(
+            f"| {mode} | {found}/{len(stream.calls)} (+{extra} other) | "
+            f"{describe(starts)} | {describe(ends)} | "
+            f"{progress.windows_scored}/{handled} | {cpu:.1f} |"
+        )
+
+
+async def feed_cost(work: Path, classifier: Path, mode: str, hop_s: float, minutes: float):
+    """CPU seconds per audio second of one feed (daemon replay; model loading excluded), and
+    the windows scored of those cut."""
+    length = round(minutes * 60 / 40) * 40.0
+    stream = build_stream(1_717_761_600, length, placed_calls(length))
+    root = work / "mirror"
+    if not root.exists():
+        mirror(root, stream)
+    replay_config(work / mode, root, classifier, mode)
+    path = work / mode / "hydromon.toml"
+    path.write_text(path.read_text().replace("hop_s = 0.5", f"hop_s = {hop_s}"))
+    daemon = replay_daemon(load_config(path, env={}), stream, work / mode / "out")
+    run = asyncio.create_task(daemon.run(asyncio.Event()))
+    await daemon.started.wait()
+    began = time.process_time()
+    assert await run == 0
+    cpu = time.process_time() - began
+    progress = daemon.pipelines[NODE].progress
+    handled = progress.windows_scored + progress.windows_unscored
+    return cpu / stream.audio_s, progress.windows_scored, handled
+
+
+async def run_cost(work: Path, minutes: float) -> None:
+    section(
+        f"CPU per feed through the daemon ({minutes:g} min replay of one feed, engine 1 thread)"
+    )
+    full = full_size_checkpoint(work / "ast-base")
+    columns = ["classifier", "mode", "windows scored", "CPU s per audio s", "8 feeds on 2 cores"]
+    print("| " + " | ".join([*columns, "feeds at 70 %"]) + " |")
+    print("|---|---|---|---|---|---|")
+    for name, checkpoint in (("embedded default", EMBEDDED), ("full-size AST", full)):
+        costs = {}
+        for mode in ("every-window", "cascade"):
+            share, scored, handled = await feed_cost(
+                work / name.replace(" ", "-"), checkpoint, mode, 1.0, minutes
+            )
+            costs[mode] = share
+            print(
+                f"| {name} | {mode} | {scored}/{handled} | {share:.4f} | "
+                f"{8 * share / 2:.0%} | {1.4 / share:.0f} |"
+            )
+        print(f"| {name} | ratio every-window / cascade | | "
+              f"{costs['every-window'] / costs['cascade']:.1f}× | | |")  # fmt: skip
+
+
+def run_int8(work: Path) -> None:
+    section("Int8 dynamic quantisation (torch.ao.quantization.quantize_dynamic, Linear layers)")
+    from models.classifier.ast import load_classifier
+
+    signal, _truth = mixed([(name, 10.0 * (i + 1) + 2.0) for i, name in enumerate(CALL_NAMES)])
+    full = full_size_checkpoint(work / "ast-base-int8")
+    print("| classifier | fp32 s/window | int8 s/window | speed-up | max score difference |")
+    print("|---|---|---|---|---|")
+    for name, checkpoint in (("embedded default", EMBEDDED), ("full-size AST", full)):
+        classifier = load_classifier(checkpoint, "cpu", target_labels=["humpback"], thresholds=0.5)
+        length = round(classifier.window_seconds * RATE)
+        starts = np.linspace(0, signal.shape[0] - length, 8).astype(int)
+        windows = np.stack([signal[s : s + length] for s in starts])
+        batch = torch.from_numpy(windows)
+        fp32 = _timed_scores(classifier, batch)
+        quantised = torch.ao.quantization.quantize_dynamic(
+            classifier.model, {torch.nn.Linear}, dtype=torch.qint8
+        )
+        original, classifier.model = classifier.model, quantised
+        int8 = _timed_scores(classifier, batch)
+        classifier.model = original
+        difference = float(np.max(np.abs(fp32[0] - int8[0])))
+        print(
+            f"| {name} | {fp32[1]:.3f} | {int8[1]:.3f} | {fp32[1] / int8[1]:.2f}× | "
+            f"{difference:.4f} |"
+        )
+
+
+def _timed_scores(classifier, batch: torch.Tensor) -> tuple[np.ndarray, float]:
+    with torch.inference_mode():
+        classifier.score(batch[:1], RATE)  # warm-up
+        began = time.process_time()
+        scores = classifier.score(batch, RATE)
+        cpu = time.process_time() - began
+    return scores.numpy().astype(np.float64), cpu / batch.shape[0]
+
+
+async def main(args: argparse.Namespace) -> None:
+    torch.set_num_threads(1)
+    configure_logging(level="warning", json_lines=False)
+    only = set(args.only or ["stage1", "recall", "cost", "int8"])
+    print(f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores "
+          f"(shared: other jobs were running), Python {platform.python_version()}, "
+          f"torch {torch.__version__}; CPU figures are process CPU time.")  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="bench-cascade-") as tmp:
+        work = Path(tmp)
+        if "stage1" in only:
+            run_stage1(args.minutes)
+        if "recall" in only:
+            await run_recall(work / "recall")
+        if "cost" in only:
+            await run_cost(work / "cost", args.minutes)
+        if "int8" in only:
+            run_int8(work / "int8")
+
+
+def cli() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=2.0, help="audio per cost run")
+    parser.add_argument("--only", action="append", choices=["stage1", "recall", "cost", "int8"])
+    asyncio.run(main(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    cli()
