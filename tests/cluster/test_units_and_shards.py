@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,7 @@ def test_units_tile_the_range_once_per_feed() -> None:
     for feed in span.feeds:
         own = [u for u in units if u.feed == feed]
         assert own[0].start == span.start and own[-1].end == span.end
-        assert all(a.end == b.start for a, b in zip(own, own[1:], strict=False))
+        assert all(a.end == b.start for a, b in pairwise(own))
     assert units[-1].seconds == 50
     assert sum(u.seconds for u in units) == span.seconds
 
