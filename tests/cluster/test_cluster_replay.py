@@ -26,6 +26,8 @@ from monitor.runtime.daemon import Daemon, ReplayMode  # noqa: E402
 from monitor.timebase import format_utc, utc_now  # noqa: E402
 from tests.support.cluster import ExitOnce  # noqa: E402
 from tests.support.e2e import Stream, build_stream, publish, write_config  # noqa: E402
+from tests.support.outputs import detection_summary as summary  # noqa: E402
+from tests.support.outputs import jsonl_detections as detections  # noqa: E402
 from tests.support.synthetic_node import synthetic_node  # noqa: E402
 
 NODE = "rpi_e2e_cluster"
@@ -48,26 +50,6 @@ engine_cpus = 0.0
 local_cpus = 2
 status_interval_s = 0.5
 """
-
-
-def detections(directory: Path) -> list[dict[str, Any]]:
-    found = []
-    for path in sorted((directory / "jsonl").glob("*.jsonl")):
-        found += [json.loads(line) for line in path.read_text().splitlines()]
-    return [m for m in found if m.get("kind") == "detection"]
-
-
-def summary(message: dict[str, Any]) -> tuple[Any, ...]:
-    return (
-        message["id"],
-        message["status"],
-        message["start_utc"],
-        message["end_utc"],
-        message["close_reason"],
-        message["window_count"],
-        message["positive_window_count"],
-        message["previous_id"],
-    )
 
 
 def raven_ids(directory: Path) -> list[str]:
