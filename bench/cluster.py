@@ -9,7 +9,7 @@ once. Times count from the driver's first unit submitted to the last published (
 cluster's start and the engine actor's model load excluded); CPU time is the units' own
 (decode, cutting, events; the engine actor's is not in it).
 
-    nice python bench/cluster.py                 # 2 feeds × 10 min, 60 s units
+    nice python bench/cluster.py                 # 2 feeds × 10 min, 150 s units
 """
 
 from __future__ import annotations
@@ -74,6 +74,42 @@ async def cluster_run(config, span: ReplayRange, out: Path, workers: int) -> dic
     }
 
 
+async def engine_call_cost(config, calls: int) -> tuple[float, float]:
+    """Seconds per window scored, ``calls`` windows 32 at a time: through this process's own
+    engine, and through an engine actor (what a unit pays per window)."""
+    import numpy as np
+    import ray
+
+    from monitor.cluster.ray_engine import EngineActor, RemoteEngine
+    from monitor.runtime import wiring
+
+    window = np.random.default_rng(0).standard_normal(48_000).astype(np.float32) * 0.05
+
+    async def timed(engine) -> float:
+        await engine.score(window, 48_000)  # warm
+        began = time.perf_counter()
+        for _ in range(calls // 32):
+            await asyncio.gather(*(engine.score(window, 48_000) for _ in range(32)))
+        return (time.perf_counter() - began) / (calls // 32 * 32)
+
+    _models, local = await wiring.open_engine(config)
+    local.start()
+    await local.wait_ready()
+    try:
+        own = await timed(local)
+    finally:
+        await local.stop()
+    driver.connect("local", 2)
+    try:
+        actor = EngineActor.options(num_cpus=0).remote(config)
+        info = await actor.ready.remote()
+        through_actor = await timed(RemoteEngine(actor, info))
+        ray.kill(actor)
+    finally:
+        driver.shutdown()
+    return own, through_actor
+
+
 async def main(args: argparse.Namespace) -> None:
     configure_logging(json_lines=True, level="warning")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the moto server's request lines
@@ -93,7 +129,8 @@ async def main(args: argparse.Namespace) -> None:
                 await upload(node, epoch, stream, feed)
         config = make_config(work / "cfg", moto.endpoint_url, bucket, feeds, classifier, 0.5)
         config = dataclasses.replace(
-            config, cluster=dataclasses.replace(config.cluster, unit_s=args.unit_s)
+            config,
+            cluster=dataclasses.replace(config.cluster, unit_s=args.unit_s, warmup_s=args.warmup_s),
         )
         end = stream.start_utc + timedelta(seconds=seconds)
         _whole, single = await replay_speed(
@@ -111,6 +148,9 @@ async def main(args: argparse.Namespace) -> None:
                 f"units' CPU {row['unit_cpu_s']:.1f} s, windows {row['windows']}, "
                 f"detections {row['detections']}"
             )
+        own, through_actor = await engine_call_cost(config, 320)
+        print(f"per window scored: own engine {own * 1000:.2f} ms, through an engine actor "
+              f"{through_actor * 1000:.2f} ms ({through_actor / own:.2f}×)")  # fmt: skip
         ratio = runs[2]["x_real_time"] / runs[1]["x_real_time"]
         print(f"2 workers / 1 worker: {ratio:.2f}×; 1 worker / single process: "
               f"{runs[1]['x_real_time'] / single:.2f}×; load after {os.getloadavg()}")  # fmt: skip
@@ -122,5 +162,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=10.0, help="audio per feed")
     parser.add_argument("--feeds", type=int, default=2)
-    parser.add_argument("--unit-s", type=float, default=60.0, help="work unit length")
+    parser.add_argument("--unit-s", type=float, default=150.0, help="work unit length")
+    # The scenario's quiet_s is 2 s: 15 s settles a unit unless a call sits in its warm-up.
+    parser.add_argument("--warmup-s", type=float, default=15.0, help="cluster.warmup_s")
     asyncio.run(main(parser.parse_args()))

@@ -8,8 +8,9 @@ a window at least ``quiet_s`` past the first window scored. (A track open in the
 the warm-up start has its last positive window before it, so it has closed by then; and any
 track the unit saw go quiet closed at the same window in both, having the same last positive
 window.) A unit that reaches its start unsettled (calls all through the warm-up) is run again
-with twice the warm-up; at the start of the range it is settled from the first window. Past its
-end the unit stops reading once nothing it owns is open.
+with twice the warm-up; at the start of the range it is settled from the first window. A gap
+in the archive that ends ``quiet_s`` into the reach settles it too (the gap closes what went
+quiet in both). Past its end the unit stops reading once nothing it owns is open.
 """
 
 from __future__ import annotations
@@ -95,6 +96,8 @@ class UnitWatch:
         self.finished = False  # past the end with nothing owned open: reading can stop
         self.hook: UnitHook | None = None
         self.audio_s = 0.0  # audio read inside the unit's own span
+        self.gap_ends: set[datetime] = set()  # of the gaps read (an outage can settle a unit)
+        self.settle_after = reach.first_window + self.quiet
 
     def read(self, segment: Segment) -> None:
         own = WindowRange(self.unit.start, self.unit.end)
@@ -109,11 +112,14 @@ class UnitWatch:
         last = pipeline.progress.last_window
         open_since = pipeline.builder.earliest_open_start(feed)
         unit = self.unit
-        if last is not None and not self.settled:
-            if last >= unit.start:
+        if not self.settled:
+            owned = last is not None and last >= unit.start
+            # A window, or a gap's end (a gap closes what went quiet), quiet_s into the reach.
+            seen = until if until in self.gap_ends else last
+            if owned:
                 self.unsettled = True
                 self.stop.set()
-            elif open_since is None and last >= self.reach.first_window + self.quiet:
+            elif open_since is None and seen is not None and seen >= self.settle_after:
                 self.settled = True
         if last is not None and last >= unit.end and (open_since is None or open_since >= unit.end):
             self.finished = True
@@ -152,6 +158,8 @@ class UnitMode:
                         return
                     if isinstance(item, Segment):
                         watch.read(item)
+                    else:
+                        watch.gap_ends.add(item.end_utc)
                     yield item
 
         return open_segments
