@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import json
 import logging
 import os
 import platform
@@ -72,6 +73,16 @@ async def cluster_run(config, span: ReplayRange, out: Path, workers: int) -> dic
         "windows": sum(r.windows_scored for r in results),
         "detections": sum(len(r.messages) for r in results),
     }
+
+
+def detection_keys(directory: Path) -> set[tuple[str, str, str]]:
+    """(message id, start, end) of every detection message a files output wrote."""
+    keys = set()
+    for path in (directory / "jsonl").glob("*.jsonl"):
+        for line in path.read_text().splitlines():
+            message = json.loads(line)
+            keys.add((message["message_id"], message["start_utc"], message["end_utc"]))
+    return keys
 
 
 async def engine_call_cost(config, calls: int) -> tuple[float, float]:
@@ -146,7 +157,8 @@ async def main(args: argparse.Namespace) -> None:
                 f"cluster, {workers} worker(s): {row['units']} units in {row['wall_s']:.1f} s = "
                 f"{row['units_per_s']:.2f} units/s, {row['x_real_time']:.0f}× real time; "
                 f"units' CPU {row['unit_cpu_s']:.1f} s, windows {row['windows']}, "
-                f"detections {row['detections']}"
+                f"detections {row['detections']}; the single-process ones: "
+                f"{detection_keys(work / f'cluster-{workers}') == detection_keys(work / 'single')}"
             )
         own, through_actor = await engine_call_cost(config, 320)
         print(f"per window scored: own engine {own * 1000:.2f} ms, through an engine actor "
