@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -152,7 +153,7 @@ class ClusterReplay:
         config_ref = ray.put(self.config)
 
         feeds = {feed: _Feed([u for u in self.units if u.feed == feed]) for feed in self.span.feeds}
-        todo = [unit for unit in self.units if not self._done_before(unit)]
+        todo = deque(unit for unit in self.units if not self._done_before(unit))
         self._skip_done(feeds)
         in_flight: dict[Any, WorkUnit] = {}
         limit = self._in_flight_limit()
@@ -161,7 +162,7 @@ class ClusterReplay:
         try:
             while (todo or in_flight) and not stop.is_set():
                 while todo and len(in_flight) < limit:
-                    unit = todo.pop(0)
+                    unit = todo.popleft()
                     ref = _replay_unit.options(
                         num_cpus=self.settings.unit_cpus, max_retries=self.settings.unit_retries
                     ).remote(
