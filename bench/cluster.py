@@ -72,7 +72,13 @@ async def cluster_run(config, span: ReplayRange, out: Path, workers: int) -> dic
         "unit_wall_s": work,
         "windows": sum(r.windows_scored for r in results),
         "detections": sum(len(r.messages) for r in results),
+        "mean_batch": mean_batch(replay.status.engine_batches),
     }
+
+
+def mean_batch(batches: dict[str, int]) -> float:
+    windows = sum(int(size) * count for size, count in batches.items())
+    return windows / max(1, sum(batches.values()))
 
 
 def detection_keys(directory: Path) -> set[tuple[str, str, str]]:
@@ -157,6 +163,7 @@ async def main(args: argparse.Namespace) -> None:
                 f"cluster, {workers} worker(s): {row['units']} units in {row['wall_s']:.1f} s = "
                 f"{row['units_per_s']:.2f} units/s, {row['x_real_time']:.0f}× real time; "
                 f"units' CPU {row['unit_cpu_s']:.1f} s, windows {row['windows']}, "
+                f"mean engine batch {row['mean_batch']:.2f}; "
                 f"detections {row['detections']}; the single-process ones: "
                 f"{detection_keys(work / f'cluster-{workers}') == detection_keys(work / 'single')}"
             )

@@ -200,6 +200,7 @@ class ClusterReplay:
                     await self._publish(feed, result)
             for output in self.outputs:
                 await output.close()
+            await self._engine_batches(engines)
             for actor in engines:
                 ray.kill(actor)
         self.status.units_running = 0
@@ -239,6 +240,20 @@ class ClusterReplay:
                 f"for each of cluster.engines_per_node = {settings.engines_per_node} engines"
             )
         return actors, names
+
+    async def _engine_batches(self, engines: list[Any]) -> None:
+        """The engines' batch sizes (batches across units show here), into the status."""
+        totals: dict[str, int] = {}
+        try:
+            counts = await asyncio.wait_for(
+                asyncio.gather(*(actor.batches.remote() for actor in engines)), 10
+            )
+        except (RayError, TimeoutError):
+            return
+        for count in counts:
+            for size, batches in count.items():
+                totals[str(size)] = totals.get(str(size), 0) + batches
+        self.status.engine_batches = dict(sorted(totals.items(), key=lambda item: int(item[0])))
 
     def _in_flight_limit(self) -> int:
         """Twice the units that can run at once: the next ones are queued when one ends."""

@@ -63,6 +63,7 @@ class ReplayStatus:
     x_real_time: float = 0.0  # this run: range seconds done per wall-clock second
     eta_s: float | None = None
     failed: list[dict[str, str]] = field(default_factory=list)  # unit, error
+    engine_batches: dict[str, int] = field(default_factory=dict)  # batch size → batches (at end)
     finished: bool = False
     updated_utc: str = ""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -97,3 +98,22 @@ def test_run_refuses_a_bad_shard_in_one_line() -> None:
     )
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].startswith("hydromon: --shard: shard '3/2'")
+
+
+def test_replay_refuses_an_unknown_cluster_address_in_one_line(tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    command = [sys.executable, "-m", "monitor.cli.main", "replay", "--feed", "rpi_bush_point"]
+    command += ["--start", "2024-06-01T00:00:00Z", "--end", "2024-06-01T01:00:00Z"]
+    command += ["--out", str(tmp_path / "out"), "--cluster", "nowhere:1"]
+    done = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        "hydromon: --cluster 'nowhere:1': expected local, auto or ray://HOST:PORT"
+    )
