@@ -61,8 +61,11 @@ class EngineActor:
                 self.info = EngineInfo(window, models.identity, engine.denoise_geometry)
         return self.info
 
-    async def score(self, samples: np.ndarray, sample_rate: int, denoise: bool) -> dict[str, float]:
-        return dict(await self.engine.score(samples, sample_rate, denoise=denoise))
+    async def score(self, windows: list[tuple[np.ndarray, int, bool]]) -> list[dict[str, float]]:
+        """Scores of ``(samples, sample_rate, denoise)`` windows, batched by the engine with
+        every other unit's."""
+        scored = [self.engine.score(s, rate, denoise=denoise) for s, rate, denoise in windows]
+        return [dict(scores) for scores in await asyncio.gather(*scored)]
 
     async def denoise(self, samples: np.ndarray, sample_rate: int) -> np.ndarray:
         return np.asarray(await self.engine.denoise(samples, sample_rate))
@@ -83,11 +86,15 @@ class _Totals:
 
 class RemoteEngine:
     """The engine surface a daemon uses, backed by an engine actor (start and stop are the
-    actor's owner's business)."""
+    actor's owner's business). The windows a pipeline submits in one step of the event loop
+    (a segment's worth) go to the actor in one call: a Ray call costs more than a tiny
+    model's window."""
 
     def __init__(self, actor: Any, info: EngineInfo) -> None:
         self.actor = actor
         self.info = info
+        self._waiting: list[tuple[np.ndarray, int, bool, asyncio.Future[dict[str, float]]]] = []
+        self._sending: set[asyncio.Task[None]] = set()
 
     @property
     def window_seconds(self) -> float:
@@ -112,8 +119,31 @@ class RemoteEngine:
     async def score(
         self, samples: np.ndarray, sample_rate: int, *, denoise: bool = True
     ) -> dict[str, float]:
-        scores: dict[str, float] = await self.actor.score.remote(samples, sample_rate, denoise)
-        return scores
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[dict[str, float]] = loop.create_future()
+        if not self._waiting:
+            loop.call_soon(self._send)  # after the other windows submitted in this step
+        self._waiting.append((samples, sample_rate, denoise, future))
+        return await future
+
+    def _send(self) -> None:
+        waiting, self._waiting = self._waiting, []
+        ref = self.actor.score.remote([(s, rate, denoise) for s, rate, denoise, _f in waiting])
+        task = asyncio.get_running_loop().create_task(self._deliver(ref, [f for *_w, f in waiting]))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _deliver(self, ref: Any, futures: list[asyncio.Future[dict[str, float]]]) -> None:
+        try:
+            results = await ref
+        except Exception as error:
+            for future in futures:
+                if not future.done():
+                    future.set_exception(error)
+            return
+        for future, scores in zip(futures, results, strict=True):
+            if not future.done():  # a caller that gave up (its run failed)
+                future.set_result(scores)
 
     async def denoise(self, samples: np.ndarray, sample_rate: int) -> np.ndarray:
         denoised: np.ndarray = await self.actor.denoise.remote(samples, sample_rate)
