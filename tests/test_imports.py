@@ -66,3 +66,37 @@ def test_every_models_module_imports_with_only_the_model_libraries() -> None:
         "print('ok')\n"
     )
     assert _run(code) == "ok"
+
+
+RAY_BLOCKED = (
+    "import importlib.abc, sys\n"
+    "class Block(importlib.abc.MetaPathFinder):\n"
+    "    def find_spec(self, name, path=None, target=None):\n"
+    "        if name.split('.')[0] == 'ray':\n"
+    "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+    "sys.meta_path.insert(0, Block())\n"
+)
+
+
+def test_the_daemon_and_the_commands_work_without_ray() -> None:
+    code = RAY_BLOCKED + (
+        "import monitor, monitor.runtime.daemon, monitor.cli.main, monitor.cli.run\n"
+        "import monitor.cluster.settings, monitor.cluster.unit, monitor.config.loader\n"
+        "monitor.cli.main.build_parser()\n"
+        "monitor.config.loader.load_config(None, env={})\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'ray'))\n"
+    )
+    assert _run(code) == "[]"
+
+
+def test_replay_cluster_without_ray_is_one_clear_line(tmp_path: Path) -> None:
+    code = RAY_BLOCKED + (
+        "from monitor.cli.main import main\n"
+        "sys.exit(main(['replay', '--feed', 'rpi_bush_point', '--start', '2024-06-01T00:00:00Z',"
+        f" '--end', '2024-06-01T01:00:00Z', '--out', {str(tmp_path)!r}, '--cluster', 'local']))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=False
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip() == "hydromon: --cluster needs Ray: pip install 'hydromon[cluster]'"

@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import sys
 
+from monitor.cluster.shard import parse_shard
 from monitor.config.loader import ConfigError, add_config_arguments, config_from_args
 from monitor.health.logs import configure_logging
 from monitor.timebase import parse_duration
@@ -35,6 +36,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="DURATION",
         help="how long SIGTERM may take to drain the feeds (default: daemon.shutdown_timeout_s)",
     )
+    parser.add_argument(
+        "--shard",
+        default=None,
+        metavar="I/N",
+        help="follow only the feeds of shard I of N (0-based; a stable hash of the node name), "
+        "so N daemons share a feed list (default: cluster.shard, else every feed)",
+    )
     parser.set_defaults(func=run, json_logs_default=True)
 
 
@@ -53,6 +61,17 @@ def run(args: argparse.Namespace) -> int:
     if not feeds:
         print("hydromon: no feeds enabled in the configuration", file=sys.stderr)
         return 2
+    shard_text = args.shard if args.shard is not None else config.cluster.shard
+    if shard_text:
+        try:
+            shard = parse_shard(shard_text)
+        except ValueError as error:
+            print(f"hydromon: --shard: {error}", file=sys.stderr)
+            return 2
+        feeds = shard.select(feeds)
+        if not feeds:
+            print(f"hydromon: shard {shard} holds none of the enabled feeds", file=sys.stderr)
+            return 2
     settings = config.daemon
     if args.shutdown_timeout is not None:
         seconds = args.shutdown_timeout.total_seconds()

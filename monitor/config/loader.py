@@ -40,6 +40,7 @@ from models.bundle import BundleError, config_values, load_bundle
 from monitor.audio.decode import ChannelPolicy, DecoderSettings
 from monitor.audio.windows import WindowSettings
 from monitor.candidates.settings import DetectorSettings
+from monitor.cluster.settings import ClusterSettings
 from monitor.config.sections import (
     NODE_NAME,
     AccessSettings,
@@ -136,6 +137,7 @@ class Config:
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     access: AccessSettings = field(default_factory=AccessSettings)
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)
     feeds: tuple[FeedSettings, ...] = DEFAULT_FEEDS
 
     def __post_init__(self) -> None:

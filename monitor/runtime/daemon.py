@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import dataclasses
 import signal
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -63,6 +64,10 @@ __all__ = ["Daemon", "DaemonSettings", "LiveMode", "ReplayMode", "serve_until_si
 
 log = get_logger(__name__)
 
+# Config → the models' description and the engine that scores for this daemon: by default
+# loaded here (``wiring.open_engine``); a cluster work unit uses an engine actor's.
+EngineSource = Callable[[Any], Awaitable[tuple[wiring.Models, "InferenceEngine"]]]
+
 
 class Progress(Protocol):
     """Hears how far each feed's audio is processed (the replay progress bar)."""
@@ -95,6 +100,7 @@ class Daemon:
         outputs: list[Output] | None = None,
         serve_http: bool = True,
         progress: Progress | None = None,
+        engines: EngineSource = wiring.open_engine,
     ) -> None:
         if not feeds:
             raise ValueError("no feeds to monitor: enable at least one in the config")
@@ -104,6 +110,7 @@ class Daemon:
         self.settings = settings or config.daemon
         self.serve_http = serve_http and getattr(config.http, "enabled", True)
         self.progress = progress
+        self.engines = engines
         self.metrics = Metrics()
         self.restarts = Counter(
             "hydromon_feed_restarts",
@@ -187,9 +194,9 @@ class Daemon:
             log.error("cannot use the saved resume points", error=str(error))
             return 2
         try:
-            models = await wiring.load_models(config)
             # The engine picks its device here: an unusable one is a bad config too.
-            engine = self.engine = wiring.make_engine(config, models)
+            models, engine = await self.engines(config)
+            self.engine = engine
         except (ValueError, OSError) as error:
             log.error("cannot load the models", error=str(error))
             return 2
@@ -411,9 +418,13 @@ class Daemon:
         await self.fanout.publish(status)
 
 
-async def serve_until_signalled(daemon: Daemon) -> int:
-    """Run ``daemon`` until it ends or SIGTERM/SIGINT asks it to stop (graceful; a second
-    signal cancels at once)."""
+class Stoppable(Protocol):
+    async def run(self, stop: asyncio.Event) -> int: ...
+
+
+async def serve_until_signalled(daemon: Stoppable) -> int:
+    """Run ``daemon`` (or a cluster replay's driver) until it ends or SIGTERM/SIGINT asks it to
+    stop (graceful; a second signal cancels at once)."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     main = asyncio.current_task()

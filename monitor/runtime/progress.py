@@ -22,6 +22,7 @@ class ReplayProgress:
         self.done_s: dict[str, float] = dict.fromkeys(feeds, 0.0)
         self._began = time.monotonic()
         self._initial_s = 0.0  # audio done by an earlier, interrupted run
+        self.failed_units = 0
         # enabled=None: tqdm shows the bar only on a terminal.
         self.bar = tqdm(
             total=round(self.span_s * len(feeds)),
@@ -38,25 +39,39 @@ class ReplayProgress:
         return sum(self.done_s.values())
 
     def update(self, feed: str, until: datetime) -> None:
-        done = self._done(until)
-        if done <= self.done_s.get(feed, 0.0):
-            return
-        self.done_s[feed] = done
-        self.bar.n = round(self.total_done_s)
-        self.bar.set_postfix_str(f"{self.speed():.1f}× real time", refresh=False)
-        self.bar.refresh()
+        self._set(feed, self._done(until))
 
     def resumed(self, feed: str, until: datetime) -> None:
         """``feed`` resumes at ``until``: that much was done before (not counted in speed)."""
-        done = self._done(until)
+        self._set(feed, self._done(until), earlier=True)
+
+    def add(self, feed: str, seconds: float, *, earlier: bool = False) -> None:
+        """``seconds`` more of ``feed``'s range are done, in any order (a cluster replay's work
+        unit); ``earlier``: by an earlier, interrupted run (not counted in speed)."""
+        self._set(feed, min(self.span_s, self.done_s.get(feed, 0.0) + seconds), earlier=earlier)
+
+    def failed(self, count: int) -> None:
+        """Work units that failed so far (shown beside the speed)."""
+        self.failed_units = count
+        self._show()
+
+    def _set(self, feed: str, done: float, *, earlier: bool = False) -> None:
         before = self.done_s.get(feed, 0.0)
         if done <= before:
             return
         self.done_s[feed] = done
-        self._initial_s += done - before
-        # tqdm's rate (and so its ETA) is (n - initial) / elapsed: only this run's work counts.
-        self.bar.initial = round(self._initial_s)
+        if earlier:
+            self._initial_s += done - before
+            # tqdm's rate (and so its ETA) is (n - initial) / elapsed: only this run's work.
+            self.bar.initial = round(self._initial_s)
+        self._show()
+
+    def _show(self) -> None:
         self.bar.n = round(self.total_done_s)
+        postfix = f"{self.speed():.1f}× real time"
+        if self.failed_units:
+            postfix += f", {self.failed_units} failed"
+        self.bar.set_postfix_str(postfix, refresh=False)
         self.bar.refresh()
 
     def _done(self, until: datetime) -> float:

@@ -83,6 +83,12 @@ def make_engine(config: Config, models: Models) -> InferenceEngine:
     return InferenceEngine(models.classifier, models.denoiser, config.engine)
 
 
+async def open_engine(config: Config) -> tuple[Models, InferenceEngine]:
+    """The models and an engine of this process's own (the daemon's default ``engines``)."""
+    models = await load_models(config)
+    return models, make_engine(config, models)
+
+
 def stream_denoiser_factory(
     engine: InferenceEngine, settings: StreamDenoiseSettings | None = None
 ) -> Callable[[], StreamDenoiser] | None:

@@ -31,6 +31,7 @@ from tests.support.e2e import (
     redis_messages,
     write_config,
 )
+from tests.support.outputs import detection_summary
 from tests.support.synthetic_node import synthetic_node
 
 NODE = "rpi_e2e_live"
@@ -41,18 +42,6 @@ PLACED = [("AscMoan", 13.3), ("DescMoan", 31.7), ("Growl", 58.6), ("moan", 66.2)
 
 def detections(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [m for m in messages if m.get("kind") == "detection"]
-
-
-def summary(message: dict[str, Any]) -> tuple[Any, ...]:
-    return (
-        message["id"],
-        message["status"],
-        message["start_utc"],
-        message["end_utc"],
-        message["close_reason"],
-        message["window_count"],
-        message["positive_window_count"],
-    )
 
 
 async def listen(port: int, into: list[tuple[float, dict[str, Any]]], ready: asyncio.Event):
@@ -171,7 +160,7 @@ async def test_live_detections_cover_each_call_and_replay_agrees(
     for jsonl in sorted((replay_out / "jsonl").glob("*.jsonl")):
         lines += [json.loads(line) for line in jsonl.read_text().splitlines()]
     replayed = detections(lines)
-    assert [summary(m) for m in replayed] == [summary(m) for m in on_redis]
+    assert [detection_summary(m) for m in replayed] == [detection_summary(m) for m in on_redis]
     # Scores agree up to the engine's batching (batches differ live and in replay; with bf16
     # autocast a batch's composition moves scores in the third or fourth decimal).
     for again, live in zip(replayed, on_redis, strict=True):

@@ -19,18 +19,12 @@ from monitor.runtime.daemon import Daemon, ReplayMode
 from monitor.runtime.resume import state_path
 from monitor.timebase import format_utc, parse_utc, utc_now
 from tests.support.e2e import build_stream, publish, write_config
+from tests.support.outputs import jsonl_detections
 from tests.support.synthetic_node import synthetic_node
 
 NODE = "rpi_e2e_replay"
 SEGMENTS = 6
 PLACED = [("Growl", 12.2), ("AscMoan", 38.4)]
-
-
-def jsonl_detections(directory: Path) -> list[dict[str, Any]]:
-    found = []
-    for path in sorted((directory / "jsonl").glob("*.jsonl")):
-        found += [json.loads(line) for line in path.read_text().splitlines()]
-    return [m for m in found if m.get("kind") == "detection"]
 
 
 def key(message: dict[str, Any]) -> tuple[Any, ...]:

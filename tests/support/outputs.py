@@ -1,4 +1,5 @@
-"""Helpers for the output tests: Redis settings with fresh keys, websocket subscribe/receive."""
+"""Helpers for the output tests: Redis settings with fresh keys, websocket subscribe/receive,
+the detections a files output wrote."""
 
 from __future__ import annotations
 
@@ -44,3 +45,26 @@ async def receive(ws: ClientConnection, count: int, wait_s: float = 2.0) -> list
         if frame["kind"] != "heartbeat":
             out.append(frame)
     return out
+
+
+def jsonl_detections(directory: Path) -> list[dict[str, Any]]:
+    """The detection messages in a files output's JSON lines under ``directory``, by day."""
+    found = []
+    for path in sorted((directory / "jsonl").glob("*.jsonl")):
+        found += [json.loads(line) for line in path.read_text().splitlines()]
+    return [m for m in found if m.get("kind") == "detection"]
+
+
+def detection_summary(message: dict[str, Any]) -> tuple[Any, ...]:
+    """What two runs over the same audio must agree on (not the wall-clock times or scores,
+    which move with the engine's batching)."""
+    return (
+        message["id"],
+        message["status"],
+        message["start_utc"],
+        message["end_utc"],
+        message["close_reason"],
+        message["window_count"],
+        message["positive_window_count"],
+        message["previous_id"],
+    )
