@@ -144,7 +144,10 @@ async def test_cluster_command_gives_the_single_process_detections(scenario: Sce
     assert report["finished"] and report["units_done"] == report["units_total"] == 4
     assert report["units_failed"] == 0 and report["eta_s"] == 0
     assert report["audio_hours_done"] == pytest.approx(80 / 3600)
-    assert sum(int(size) * n for size, n in report["engine_batches"].items()) >= 160
+    # The engine actor scored the units' windows (the cascade sends it only those around a
+    # candidate, at least one per placed call).
+    scored = sum(int(size) * n for size, n in report["engine_batches"].items())
+    assert len(PLACED) <= scored < 160
 
 
 @pytest.mark.slow
