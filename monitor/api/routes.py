@@ -181,7 +181,7 @@ class Api:
         try:
             body = await request.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
-            return _error(400, "the body must be JSON: {\"verdict\": ..., \"note\": ...}")
+            return _error(400, 'the body must be JSON: {"verdict": ..., "note": ...}')
         try:
             verdict, note = review_body(body, self.settings.max_note_chars)
         except BadRequest as error:
@@ -254,7 +254,7 @@ class Api:
             await response.write(b"\n\n")
             while (frame := await self.hub.next_frame(client)) is not None:
                 await response.write(frame)
-            await response.write(b"event: error\ndata: {\"error\": \"too slow\"}\n\n")
+            await response.write(b'event: error\ndata: {"error": "too slow"}\n\n')
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:

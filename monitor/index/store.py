@@ -247,16 +247,10 @@ class DetectionIndex:
     # ---- reading ----
 
     def detection(self, detection_id: str) -> dict[str, Any] | None:
-        row = (
-            self._connection()
-            .execute(_SELECT + " WHERE d.id = ?", (detection_id,))
-            .fetchone()
-        )
+        row = self._connection().execute(_SELECT + " WHERE d.id = ?", (detection_id,)).fetchone()
         return None if row is None else _detection(row)
 
-    def detections(
-        self, query: DetectionQuery, limit: int, cursor: str | None = None
-    ) -> Page:
+    def detections(self, query: DetectionQuery, limit: int, cursor: str | None = None) -> Page:
         """One page, newest first; ``next_cursor`` is None on the last page."""
         where, params = _where(query)
         if cursor is not None:

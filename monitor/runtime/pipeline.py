@@ -467,7 +467,6 @@ class FeedPipeline:
             self.watch.metrics.detection(self.feed, summary.label, detection.status)
         await self.publish(detection)
 
-
     async def _with_media(self, detection: Detection) -> Detection:
         """The detection with its files, written from the ring (as it is without them when the
         ring no longer holds its audio or the write failed)."""

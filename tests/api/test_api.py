@@ -192,9 +192,11 @@ async def test_feeds_from_the_board_and_the_index(open_api: Served) -> None:
     open_api.index.put(encode(feed_status("silent", T0)))
     health = open_api.board.feed("rpi_orcasound_lab")
     health.note_processed(utc_now() - timedelta(seconds=3), utc_now())
-    async with aiohttp.ClientSession() as client:
-        async with client.get(f"{open_api.base}/api/v1/feeds") as response:
-            feeds = {f["node"]: f for f in (await response.json())["feeds"]}
+    async with (
+        aiohttp.ClientSession() as client,
+        client.get(f"{open_api.base}/api/v1/feeds") as response,
+    ):
+        feeds = {f["node"]: f for f in (await response.json())["feeds"]}
     lab = feeds["rpi_orcasound_lab"]
     assert lab["display_name"] == "Orcasound Lab"
     assert lab["state"] in {"Up", "Lagged", "Unknown"}
@@ -208,6 +210,14 @@ async def test_feeds_from_the_board_and_the_index(open_api: Served) -> None:
         "last_error",
     }
     assert feeds["rpi_bush_point"]["state"] == "Unknown"
+
+
+async def _connected(hub: EventHub) -> None:
+    for _ in range(500):
+        if hub.clients:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the event client never connected")
 
 
 async def _read_events(response: aiohttp.ClientResponse, count: int) -> list[dict[str, Any]]:
@@ -233,41 +243,47 @@ async def _read_events(response: aiohttp.ClientResponse, count: int) -> list[dic
 async def test_server_sent_events_with_filters(open_api: Served) -> None:
     messages = detection_series(4) + detection_series(2, feed="rpi_bush_point")
     url = f"{open_api.base}/api/v1/events"
-    async with aiohttp.ClientSession() as client:
-        async with client.get(url, params={"feed": "rpi_orcasound_lab"}) as response:
-            assert response.headers["Content-Type"].startswith("text/event-stream")
-            while not open_api.hub.clients:
-                await asyncio.sleep(0.01)
-            for message in messages:
-                await open_api.hub.publish(message)
-            await open_api.hub.publish(feed_status("up", T0))
-            events = await asyncio.wait_for(_read_events(response, 5), 5)
+    async with (
+        aiohttp.ClientSession() as client,
+        client.get(url, params={"feed": "rpi_orcasound_lab"}) as response,
+    ):
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        await _connected(open_api.hub)
+        for message in messages:
+            await open_api.hub.publish(message)
+        await open_api.hub.publish(feed_status("up", T0))
+        events = await asyncio.wait_for(_read_events(response, 5), 5)
     lab = [m for m in messages if m.feed.node == "rpi_orcasound_lab"]
     assert [e["id"] for e in events[:4]] == [m.message_id for m in lab]
     assert [e["event"] for e in events] == ["detection"] * 4 + ["feed_status"]
     assert events[0]["data"]["media"] is None and events[0]["data"]["review"] is None
-    async with aiohttp.ClientSession() as client:
-        async with client.get(url, params={"status": "sideways"}) as response:
-            assert response.status == 400
+    async with (
+        aiohttp.ClientSession() as client,
+        client.get(url, params={"status": "sideways"}) as response,
+    ):
+        assert response.status == 400
 
 
 async def test_a_slow_event_client_is_dropped(open_api: Served) -> None:
-    async with aiohttp.ClientSession() as client:
-        async with client.get(f"{open_api.base}/api/v1/events") as response:
-            while not open_api.hub.clients:
-                await asyncio.sleep(0.01)
-            for message in detection_series(12):  # the queue holds 8
-                await open_api.hub.publish(message)
-            body = await asyncio.wait_for(response.content.read(), 5)
+    async with (
+        aiohttp.ClientSession() as client,
+        client.get(f"{open_api.base}/api/v1/events") as response,
+    ):
+        await _connected(open_api.hub)
+        for message in detection_series(12):  # the queue holds 8
+            await open_api.hub.publish(message)
+        body = await asyncio.wait_for(response.content.read(), 5)
     assert b"too slow" in body
     assert open_api.hub.slow_disconnects == 1
     assert not open_api.hub.clients
 
 
 async def test_openapi_describes_every_route(open_api: Served) -> None:
-    async with aiohttp.ClientSession() as client:
-        async with client.get(f"{open_api.base}/api/v1/openapi.json") as response:
-            document = await response.json()
+    async with (
+        aiohttp.ClientSession() as client,
+        client.get(f"{open_api.base}/api/v1/openapi.json") as response,
+    ):
+        document = await response.json()
     assert document["openapi"].startswith("3.1")
     assert set(document["paths"]) == {
         "/api/v1/detections",

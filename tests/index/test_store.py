@@ -64,7 +64,7 @@ def test_pages_newest_first_with_a_cursor_and_filters(index: DetectionIndex) -> 
 
 
 def test_reviews_and_forgotten_media(index: DetectionIndex) -> None:
-    opened, closed = detection_series(2)
+    closed = detection_series(2)[1]
     media = DetectionMedia("media/a.ogg", "media/a.flac", "media/a.png")
     index.put(encode(dataclasses.replace(closed, media=media)))
     assert index.detection(closed.id)["media"] == media.as_dict()
