@@ -81,8 +81,9 @@ def reviewed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Detec
 
 def test_csv_and_jsonl_rows_carry_the_verdicts(reviewed, tmp_path, capsys) -> None:
     config, detections = reviewed
-    assert main(["export", "--config", str(config), "--format", "csv", "--out", str(tmp_path / "d.csv")]) == 0  # fmt: skip
-    rows = list(csv.DictReader((tmp_path / "d.csv").open()))
+    out = tmp_path / "d.csv"
+    assert main(["export", "--config", str(config), "--format", "csv", "--out", str(out)]) == 0
+    rows = list(csv.DictReader(out.read_text().splitlines()))
     assert [r["id"] for r in rows] == [d.id for d in detections]  # oldest first
     assert [r["verdict"] for r in rows] == ["confirmed"] * 6 + ["rejected"] * 3 + [""]
     assert rows[0]["audio"].endswith(".ogg") and rows[0]["note"] == "reviewer note 0"
@@ -127,7 +128,7 @@ def check_raven_table(table: Path, detections: list[Detection]) -> None:
     day = detections[0].summary.start_utc.replace(hour=0, minute=0, second=0, microsecond=0)
     begin = [(d.summary.start_utc - day).total_seconds() for d in detections]
     np.testing.assert_allclose(frame["begin_time_s"], begin, atol=1e-3)
-    rows = list(csv.DictReader(table.open(), delimiter="\t"))
+    rows = list(csv.DictReader(table.read_text().splitlines(), delimiter="\t"))
     assert [r["Begin File"] for r in rows] == [f"{d.id}.flac" for d in detections]
     assert {r["File Offset (s)"] for r in rows} == {"2.000"}
     ours = read_selections(table)  # the training reader, with its default label column
