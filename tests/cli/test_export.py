@@ -16,11 +16,11 @@ import crowsetta
 import numpy as np
 import pytest
 
-from monitor.audio.audiofile import read_audio
 from monitor.cli.main import main
 from monitor.detect.records import Detection
 from monitor.detect.wire import encode
 from monitor.index.store import DetectionIndex, IndexSettings
+from monitor.ingest import demo_node
 from monitor.media.capture import Clip, ClipAudio
 from monitor.media.writer import MediaSettings, MediaWriter
 from monitor.publish.files import FileOutput, FileSettings
@@ -36,12 +36,7 @@ CONFIRMED, REJECTED = 6, 3
 
 
 def real_clip(start_s: float, seconds: float) -> np.ndarray:
-    bed = np.concatenate(
-        [
-            read_audio(p)[0].mean(axis=0)
-            for p in sorted((DATA / "orcasound-hls/normal").glob("*.ts"))
-        ]
-    )
+    bed = demo_node.background(DATA / "orcasound-hls" / "normal")
     begin = round(start_s * RATE) % (bed.shape[0] - round(seconds * RATE))
     return bed[begin : begin + round(seconds * RATE)].astype(np.float32)
 
