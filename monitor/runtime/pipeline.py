@@ -223,10 +223,12 @@ class FeedPipeline:
 
     async def _finish(self, tracker: ResumeTracker, *, complete: bool) -> None:
         """The source ended or we are stopping: close open detections, save the resume point."""
+        # A candidate the flush drops (not yet credible) is read again on resume; detections it
+        # closes ("shutdown") are published, so the point goes past them.
+        candidate = self.builder.earliest_candidate_start(self.feed)
         for message in self.builder.flush():
             await self._emit(message)
-        # Nothing is open any more: the point need not be held back for a detection.
-        point = tracker.point(tracker.next_start, None)
+        point = tracker.point(tracker.next_start, candidate)
         if point is not None:
             self.progress.resume = point
         progress = self.progress
