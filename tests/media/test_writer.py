@@ -161,3 +161,18 @@ async def test_an_unwritable_folder_is_refused_at_start(tmp_path: Path) -> None:
     writer = MediaWriter(MediaSettings(directory=tmp_path / "media"))
     with pytest.raises(Exception, match="cannot write media here"):
         await writer.start()
+
+
+async def test_files_older_than_max_age_are_removed(tmp_path: Path) -> None:
+    """The detections are from 2024: past a 30-day limit; the newest one written stays."""
+    writer = MediaWriter(MediaSettings(directory=tmp_path / "media", max_age_days=30))
+    await writer.start()
+    try:
+        detections = [m for m in detection_series(6) if m.status == "closed"]
+        for detection in detections:
+            audio = ClipAudio(Clip(real_audio(3.0), RATE, detection.summary.start_utc))
+            assert await writer.write(detection, audio) is not None
+    finally:
+        await writer.close()
+    assert sorted(p.stem for p in writer.directory.rglob("*.png")) == [detections[-1].id]
+    assert writer.stats.removed == len(detections) - 1
