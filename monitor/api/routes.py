@@ -150,7 +150,10 @@ class Api:
         url = (detection.get("media") or {}).get(kind)
         if url is None or self.media_dir is None:
             return _error(404, f"detection {detection['id']} has no {kind.replace('_', ' ')}")
-        return self._serve(media_path(self.media_dir, url))
+        try:
+            return self._serve(media_path(self.media_dir, url))
+        except ValueError as error:  # an index written by something else
+            return _error(404, str(error))
 
     async def _media(self, request: web.Request) -> web.StreamResponse:
         if self.media_dir is None:
