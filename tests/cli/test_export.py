@@ -16,7 +16,7 @@ import crowsetta
 import numpy as np
 import pytest
 
-from monitor.cli.main import main
+from monitor.cli.main import build_parser
 from monitor.detect.records import Detection
 from monitor.detect.wire import encode
 from monitor.index.store import DetectionIndex, IndexSettings
@@ -33,6 +33,13 @@ from training.raven import read_selections
 DATA = Path(__file__).resolve().parents[1] / "data"
 RATE = 48_000
 CONFIRMED, REJECTED = 6, 3
+
+
+def main(argv: list[str]) -> int:
+    """``hydromon …`` in this process, without ``main``'s logging set-up (which would bind the
+    root logger to this test's captured stderr for the tests after it)."""
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
 
 
 def real_clip(start_s: float, seconds: float) -> np.ndarray:
