@@ -215,6 +215,12 @@ class EventBuilder:
         starts = [track.start_utc for key, track in self._tracks.items() if key[0] == feed]
         return min(starts, default=None)
 
+    def earliest_candidate_start(self, feed: str) -> datetime | None:
+        """Start of the oldest candidate of ``feed`` not yet credible: ``flush`` drops these
+        without a message, so a stopped run must read their audio again on resume."""
+        starts = [t.start_utc for k, t in self._tracks.items() if k[0] == feed and not t.credible]
+        return min(starts, default=None)
+
     def last_audio_end(self, feed: str) -> datetime | None:
         """End of the newest window seen from ``feed`` (how far that feed has got)."""
         return self._last_end.get(feed)

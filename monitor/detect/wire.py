@@ -77,9 +77,10 @@ def _detection_fields(detection: Detection) -> dict[str, Any]:
     emitted_utc, audio_end_utc = detection.emitted_utc, detection.audio_end_utc
     scored_utc = detection.scored_utc
     species = summary.species
+    media = detection.media
     folder_epochs = sorted({use.folder_epoch for use in summary.segments})
     buckets = sorted({use.bucket for use in summary.segments})
-    return {
+    message: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "kind": "detection",
         "message_id": detection.message_id,
@@ -131,6 +132,9 @@ def _detection_fields(detection: Detection) -> dict[str, Any]:
         "latency_ms": _ms_between(emitted_utc, audio_end_utc),
         "pipeline_lag_ms": None if scored_utc is None else _ms_between(scored_utc, audio_end_utc),
     }
+    if media is not None:  # an optional field: only closed detections with files carry it
+        message["media"] = {**media.urls(), "clip_start_utc": format_utc(media.clip_start_utc)}
+    return message
 
 
 def feed_dict(feed: FeedInfo) -> dict[str, Any]:

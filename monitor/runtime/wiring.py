@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from monitor.detect.builder import EventBuilder
 from monitor.detect.records import FeedInfo, ModelIdentity, PipelineModels
+from monitor.index.output import IndexOutput
+from monitor.index.store import DetectionIndex
 from monitor.inference.stream_denoise import StreamDenoiser, StreamDenoiseSettings
 from monitor.publish.files import FileOutput, FileSettings
 from monitor.publish.mqtt import MqttOutput
@@ -138,6 +140,8 @@ def make_outputs(
         outputs.extend(make_webhooks(config.webhooks))
     if config.outputs.notify:
         outputs.append(make_notify(config.notify))
+    if config.index.enabled:
+        outputs.append(IndexOutput(DetectionIndex(config.index)))
     return outputs
 
 

@@ -17,6 +17,8 @@ import pytest
 from websockets.asyncio.client import connect
 
 from monitor.cli.demo import DEMO_NODE, PLACED
+from monitor.index.store import DetectionIndex, DetectionQuery, IndexSettings
+from monitor.media.layout import media_path
 from monitor.timebase import parse_utc
 from tests.support.e2e import HOP_S, WINDOW_S, write_config
 
@@ -63,6 +65,7 @@ async def test_demo_detects_the_mixed_in_calls(trained_classifier, tmp_path) -> 
     assert code == 0, printed
     assert f"detection files:       {demo_dir / 'detections'}" in printed
     assert re.search(r"status: +http://127\.0\.0\.1:\d+/status", printed)
+    assert re.search(r"page \(listen, review\): +http://127\.0\.0\.1:\d+/\n", printed)
     assert list((demo_dir / "mirror" / DEMO_NODE / "hls").iterdir())  # the mirror was written
 
     calls = json.loads((demo_dir / "calls.json").read_text())
@@ -86,6 +89,15 @@ async def test_demo_detects_the_mixed_in_calls(trained_classifier, tmp_path) -> 
         ]
         assert len(hits) == 1, (message["start_utc"], message["end_utc"], calls)
         found.add(hits[0]["call"])
+    # each closed detection has its media on disk and in the index
+    index = DetectionIndex(IndexSettings(path=demo_dir / "index.sqlite"))
+    stored = {d["id"]: d for d in index.iter_detections(DetectionQuery(status="closed"))}
+    index.close()
+    assert set(stored) == {m["id"] for m in closed}
+    for message in closed:
+        assert message["media"] == stored[message["id"]]["media"]
+        for kind in ("audio", "audio_archive", "spectrogram"):
+            assert media_path(demo_dir / "media", message["media"][kind]).stat().st_size > 0
     # the long calls, which the tiny model knows well, are each found; nothing else is
     assert {"AscMoan", "DescMoan", "Growl", "moan"} <= found, found
     assert f"{len(found)} of {len(PLACED)} mixed-in calls detected" in printed

@@ -136,7 +136,9 @@ async def test_interrupted_replay_resumes_to_the_same_detections(
     # Detections after the interruption are identical; one open at the interruption (if any)
     # was closed ("shutdown") and the resumed run opened a new one where it went on.
     parted = jsonl_detections(parts)
-    untouched = [key(m) for m in whole_detections if parse_utc(m["start_utc"]) > last1]
+    # A candidate open at the stop (not yet credible, so dropped without a message) is read
+    # again by the resumed run: a detection starting at the last window scored is found too.
+    untouched = [key(m) for m in whole_detections if parse_utc(m["start_utc"]) >= last1]
     assert untouched and set(untouched) <= {key(m) for m in parted}
     assert [m["close_reason"] for m in parted if m["status"] == "closed"].count("shutdown") <= 1
     opened = [m["id"] for m in parted if m["status"] == "opened"]
