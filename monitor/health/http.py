@@ -8,6 +8,7 @@
 - ``/status`` and ``/metrics`` need ``Authorization: Bearer <http.token>`` when a token is set.
 - ``/status``: JSON per feed (state, last segment, lag, gaps, restarts, last error + hint).
 - ``/metrics``: the Prometheus text exposition of hydromon's own registry.
+- ``/`` and ``/static/*``: the reviewers' page (monitor/web), open like the probes.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from monitor.health.board import HealthBoard
 from monitor.health.logs import get_logger
 from monitor.health.metrics import CONTENT_TYPE, Metrics
 from monitor.timebase import utc_now
+from monitor.web.routes import add_page_routes, is_page_path
 
 log = get_logger(__name__)
 
@@ -98,6 +100,7 @@ class HealthServer:
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/status", self._status)
         app.router.add_get("/metrics", self._metrics)
+        add_page_routes(app)
         return app
 
     async def start(self) -> int:
@@ -126,7 +129,7 @@ class HealthServer:
     @web.middleware
     async def _require_token(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         token = self.settings.token
-        if token and request.path not in OPEN_PATHS:
+        if token and request.path not in OPEN_PATHS and not is_page_path(request.path):
             given = request.headers.get("Authorization", "")
             if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
                 return web.Response(
