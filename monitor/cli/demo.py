@@ -193,9 +193,9 @@ def _print_where(
     if config.outputs.files:
         lines.append(f"  detection files:       {config.files.directory}")
     if daemon.http_port is not None:
-        lines.append(
-            f"  status:                http://{config.http.host}:{daemon.http_port}/status"
-        )
+        base = f"http://{config.http.host}:{daemon.http_port}"
+        lines.append(f"  web page:              {base}/   (listen, look, review)")
+        lines.append(f"  status:                {base}/status")
     print("\n".join(lines), flush=True)
 
 

@@ -43,11 +43,20 @@ function feedRow(node) {
     }
     $("feeds").tBodies[0].append(row);
     feedRows.set(node, row);
-    const option = new Option(node, node);
-    option.dataset.node = node;
-    $("filters").elements.feed.append(option);
+    feedOption(node);
   }
   return row;
+}
+
+function feedOption(node) {
+  const select = $("filters").elements.feed;
+  let option = select.querySelector(`option[data-node="${CSS.escape(node)}"]`);
+  if (!option) {
+    option = new Option(node, node);
+    option.dataset.node = node;
+    select.append(option);
+  }
+  return option;
 }
 
 function setCell(row, name, text) {
@@ -69,7 +78,7 @@ function showFeed(feed) {
   const row = feedRow(feed.node);
   const name = feed.display_name || feed.node;
   setCell(row, "name", name);
-  $("filters").querySelector(`option[data-node="${CSS.escape(feed.node)}"]`).textContent = name;
+  feedOption(feed.node).textContent = name;
   showFeedState(row, feed.state, feed.since_utc);
   setCell(row, "last", formatUtc(feed.last_segment_utc));
   const lag = Number(feed.lag_s);
@@ -150,7 +159,32 @@ function onStreamState(state, error, waitMs) {
 
 // ---- history
 
-const history = { cursors: [null], filters: {} };
+const past = { cursors: [null], filters: {}, pageSize: PAGE_SIZE };
+
+const FILTERS = ["feed", "label", "since", "until", "min_score", "status"];
+
+// The filters live in the page's address too (bookmarkable; ?limit= sets the page size).
+function filtersFromAddress() {
+  const query = new URLSearchParams(window.location.search);
+  const form = $("filters");
+  for (const name of FILTERS) {
+    let value = query.get(name) || "";
+    if ((name === "since" || name === "until") && value) value = value.replace(/Z$/, "");
+    if (name === "feed" && value) feedOption(value);
+    form.elements[name].value = value;
+  }
+  const limit = Number.parseInt(query.get("limit") || "", 10);
+  if (limit >= 1 && limit <= 100) past.pageSize = limit;
+  past.filters = filterValues();
+}
+
+function filtersToAddress() {
+  const query = new URLSearchParams();
+  for (const [name, value] of Object.entries(past.filters)) if (value) query.set(name, value);
+  if (past.pageSize !== PAGE_SIZE) query.set("limit", past.pageSize);
+  const search = query.toString();
+  window.history.replaceState(null, "", search ? `?${search}` : window.location.pathname);
+}
 
 function filterValues() {
   const form = $("filters");
@@ -172,18 +206,18 @@ function filterValues() {
 
 async function loadHistory() {
   const list = $("history-list");
-  const page = history.cursors.length;
-  const cursor = history.cursors[page - 1];
+  const page = past.cursors.length;
+  const cursor = past.cursors[page - 1];
   list.setAttribute("aria-busy", "true");
   try {
     const body = await getJSON("/api/v1/detections", {
-      ...history.filters,
-      limit: PAGE_SIZE,
+      ...past.filters,
+      limit: past.pageSize,
       cursor,
     });
     list.replaceChildren(...body.detections.map((detection) => newCard(detection, review)));
     $("history-empty").hidden = body.detections.length > 0;
-    history.next = body.next_cursor;
+    past.next = body.next_cursor;
     $("older").disabled = !body.next_cursor;
     $("newer").disabled = page <= 1;
     $("page-info").textContent = `Page ${page}`;
@@ -199,22 +233,24 @@ function wireHistory() {
   const form = $("filters");
   form.addEventListener("submit", (event) => {
     event.preventDefault();
-    history.filters = filterValues();
-    history.cursors = [null];
+    past.filters = filterValues();
+    past.cursors = [null];
+    filtersToAddress();
     loadHistory();
   });
   form.addEventListener("reset", () => {
-    history.filters = {};
-    history.cursors = [null];
+    past.filters = {};
+    past.cursors = [null];
+    filtersToAddress();
     setTimeout(loadHistory); // after the form has cleared its fields
   });
   $("older").addEventListener("click", () => {
-    if (!history.next) return;
-    history.cursors.push(history.next);
+    if (!past.next) return;
+    past.cursors.push(past.next);
     loadHistory();
   });
   $("newer").addEventListener("click", () => {
-    if (history.cursors.length > 1) history.cursors.pop();
+    if (past.cursors.length > 1) past.cursors.pop();
     loadHistory();
   });
 }
@@ -243,6 +279,7 @@ function start() {
   const stream = openEvents("/api/v1/events", {}, { onEvent, onState: onStreamState });
   wireToken(stream);
   wireHistory();
+  filtersFromAddress();
   refreshFeeds();
   setInterval(refreshFeeds, FEEDS_EVERY_MS);
   loadHistory();
