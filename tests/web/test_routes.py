@@ -31,12 +31,11 @@ async def base() -> AsyncIterator[str]:
     ("path", "content_type"),
     [
         ("/", "text/html"),
-        ("/index.html", "text/html"),
         ("/static/app.js", "javascript"),
         ("/static/api.js", "javascript"),
         ("/static/cards.js", "javascript"),
         ("/static/style.css", "text/css"),
-        ("/favicon.ico", "image/svg+xml"),
+        ("/static/favicon.svg", "image/svg+xml"),
     ],
 )
 async def test_the_page_and_its_files_need_no_token(

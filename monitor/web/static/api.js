@@ -1,5 +1,5 @@
 // The page's one door to the HTTP API (docs/api.md): JSON calls, the event stream and media,
-// each sending "Authorization: Bearer <token>" when the reviewer gave a token.
+// each carrying the token when the reviewer gave one.
 
 const TOKEN_KEY = "hydromon.token";
 
@@ -90,30 +90,13 @@ export async function postJSON(path, body) {
 }
 
 // A media URL as the API gives it ("media/<feed>/<day>/<id>.ogg", relative to the server root).
+// <audio>, <img> and a download link cannot send a header, so the token rides along as
+// ?access_token= (the server accepts it on GETs); JSON calls and the event stream use the header.
 export function mediaUrl(relative) {
-  return new URL(relative, `${window.location.origin}/`).href;
-}
-
-// Point an <img>/<audio> at a media file. When the server wants the token for media too, the
-// element cannot send it, so after a failed load the file is fetched with it and shown from a
-// blob: URL.
-export function showMedia(element, relative) {
-  const href = mediaUrl(relative);
-  element.addEventListener(
-    "error",
-    async () => {
-      if (!getToken() || element.dataset.viaFetch) return;
-      element.dataset.viaFetch = "1";
-      try {
-        const response = await send(href, { headers: headers({ Accept: "*/*" }) });
-        element.src = URL.createObjectURL(await response.blob());
-      } catch (error) {
-        element.dispatchEvent(new CustomEvent("media-error", { detail: error }));
-      }
-    },
-    { once: true },
-  );
-  element.src = href;
+  const url = new URL(relative, `${window.location.origin}/`);
+  const token = getToken();
+  if (token) url.searchParams.set("access_token", token);
+  return url.href;
 }
 
 // Server-Sent Events read over fetch(): EventSource cannot send an Authorization header.

@@ -2,7 +2,7 @@
 // cursor paging) and reviews. Plain modules, no build step, nothing from outside this server.
 
 import { getJSON, getToken, openEvents, postJSON, setToken } from "./api.js";
-import { cardsOf, fillCard, formatUtc, newCard, reviewState } from "./cards.js";
+import { cardsOf, fillCard, formatUtc, newCard, refillCards, reviewState } from "./cards.js";
 
 const FEEDS_EVERY_MS = 5000;
 const LIVE_KEEP = 50; // cards in the live list; older ones are in the history
@@ -264,6 +264,7 @@ function wireToken(stream) {
   const apply = (token) => {
     setToken(token);
     input.value = token;
+    refillCards();
     stream.reconnect();
     refreshFeeds();
     loadHistory();

@@ -2,7 +2,7 @@
 // A card is keyed by the detection id (data-id); a newer message of the same detection
 // updates every card showing it, in the live list and in the history alike.
 
-import { apiUrl, mediaUrl, showMedia } from "./api.js";
+import { apiUrl, getToken, mediaUrl } from "./api.js";
 
 const UTC_FORMAT = new Intl.DateTimeFormat("en-CA", {
   timeZone: "UTC",
@@ -67,6 +67,7 @@ export function newCard(detection, onReview) {
 }
 
 export function fillCard(card, detection) {
+  card.detection = detection;
   const feed = detection.feed || {};
   const feedName = feed.display_name || feed.node || "unknown feed";
   card.dataset.status = detection.status;
@@ -103,7 +104,7 @@ function fillMedia(card, detection, feedName) {
   const links = field(card, "links");
   const noMedia = field(card, "no-media");
   const shown = card.dataset.media || "";
-  const key = media ? JSON.stringify(media) : "";
+  const key = media ? JSON.stringify([media, getToken()]) : "";
   if (key === shown) return; // the same files: keep the player where the listener left it
   card.dataset.media = key;
   links.replaceChildren();
@@ -124,16 +125,19 @@ function fillMedia(card, detection, feedName) {
   if (media.spectrogram) {
     image.alt = `Spectrogram of the ${detection.label} detection at ${feedName}, `
       + `${formatUtc(detection.start_utc)}`;
-    image.addEventListener("media-error", () => {
+    image.onerror = () => {
       noMedia.hidden = false;
       noMedia.textContent = "The spectrogram could not be loaded.";
-    });
-    showMedia(image, media.spectrogram);
+    };
+    image.onload = () => {
+      noMedia.hidden = true;
+    };
+    image.src = mediaUrl(media.spectrogram);
     image.hidden = false;
   }
   if (media.audio) {
     audio.setAttribute("aria-label", `Audio clip of the ${detection.label} detection`);
-    showMedia(audio, media.audio);
+    audio.src = mediaUrl(media.audio);
     audio.hidden = false;
   }
   const files = [];
@@ -179,6 +183,11 @@ function fillReview(card, review) {
   state.textContent = `${VERDICT_TEXT[review.verdict] || review.verdict}${note} (${formatUtc(review.reviewed_utc)})`;
   const input = form.elements.note;
   if (document.activeElement !== input) input.value = review.note || "";
+}
+
+// After a token change: media URLs carry the token, so every card points at them anew.
+export function refillCards() {
+  document.querySelectorAll(".card").forEach((card) => fillCard(card, card.detection));
 }
 
 export function reviewState(card, text) {
