@@ -8,6 +8,7 @@ import contextlib
 import os
 import shutil
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -16,7 +17,10 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.support.ui import WebDriverWait
 
 T = TypeVar("T")
-TIME_ZONE = "America/Vancouver"  # the page must show UTC and this local time side by side
+# The browser's zone: the page shows UTC and local time side by side. No daylight saving, and a
+# half-hour offset, so a local time computed wrongly cannot pass for the right one.
+TIME_ZONE = "Asia/Kolkata"
+TIME_ZONE_OFFSET = timedelta(hours=5, minutes=30)
 
 
 def _binary(*names: str) -> str:

@@ -19,7 +19,8 @@ import pytest
 from selenium.webdriver.common.by import By
 
 from monitor.cli.demo import DEMO_NODE
-from tests.support.browser import TIME_ZONE, chromium, console_errors, wait_for
+from monitor.timebase import parse_utc
+from tests.support.browser import TIME_ZONE_OFFSET, chromium, console_errors, wait_for
 from tests.support.e2e import write_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -102,7 +103,8 @@ def test_a_reviewer_hears_sees_and_marks_the_demo_detections(
             utc = card.find_element(By.CSS_SELECTOR, '[data-field="start-utc"]')
             local = card.find_element(By.CSS_SELECTOR, '[data-field="start-local"]').text
             assert utc.text.endswith(" UTC") and utc.get_attribute("datetime").endswith("Z")
-            assert re.search(r"P[SD]T|GMT-[78]", local), (local, TIME_ZONE)
+            shifted = parse_utc(utc.get_attribute("datetime")) + TIME_ZONE_OFFSET
+            assert shifted.strftime("%-I:%M:%S") in local and "GMT+5:30" in local, local
             assert "max " in card.find_element(By.CSS_SELECTOR, '[data-field="score"]').text
             links = {a.text: a.get_attribute("href") for a in card.find_elements(
                 By.CSS_SELECTOR, '[data-field="links"] a')}  # fmt: skip

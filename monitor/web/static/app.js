@@ -117,15 +117,22 @@ async function review(id, verdict, note, card) {
 // ---- live detections
 
 function showLive(detection) {
-  const existing = cardsOf(detection.id);
-  existing.forEach((card) => fillCard(card, detection));
-  if ([...existing].some((card) => card.closest("#live-list"))) return;
+  const existing = [...cardsOf(detection.id)];
+  existing.forEach((card) => {
+    // the event stream does not repeat reviews: keep one made on this page
+    const kept = detection.review || card.detection?.review || null;
+    fillCard(card, { ...detection, review: kept });
+  });
+  if (existing.some((card) => card.closest("#live-list"))) return;
   const card = newCard(detection, review);
   card.dataset.arrived = "live";
   const list = $("live-list");
   list.prepend(card);
   while (list.children.length > LIVE_KEEP) list.lastElementChild.remove();
   $("live-empty").hidden = true;
+  const feed = detection.feed?.display_name || detection.feed?.node || "";
+  $("announce").textContent =
+    `New ${detection.label} detection at ${feed}, ${formatUtc(detection.start_utc)}`;
 }
 
 function showConnection(state, text) {

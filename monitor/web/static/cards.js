@@ -103,9 +103,8 @@ function fillMedia(card, detection, feedName) {
   const audio = field(card, "audio");
   const links = field(card, "links");
   const noMedia = field(card, "no-media");
-  const shown = card.dataset.media || "";
-  const key = media ? JSON.stringify([media, getToken()]) : "";
-  if (key === shown) return; // the same files: keep the player where the listener left it
+  const key = JSON.stringify([media || null, detection.status, getToken()]);
+  if (key === card.dataset.media) return; // the same files: keep the player where it was
   card.dataset.media = key;
   links.replaceChildren();
   const json = link(apiUrl(`/api/v1/detections/${encodeURIComponent(detection.id)}`).href,
