@@ -83,6 +83,10 @@ def run(args: argparse.Namespace) -> int:
     args.config_set = [
         f"s3.endpoint_url={mirror.as_uri()}",
         f"files.directory={demo_dir / 'detections'}",
+        f"index.path={demo_dir / 'index.sqlite'}",
+        f"media.directory={demo_dir / 'media'}",
+        # the demo serves loopback only: anyone at the machine may mark detections on the page
+        "api.allow_anonymous_review=true",
         "follower.poll_interval_s=0.2",
         "follower.quiet_after_arrival_s=0",
         *args.config_set,
@@ -99,8 +103,10 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as error:
         print(f"hydromon demo: cannot build the demo node: {error}", file=sys.stderr)
         return 2
-    for part in ("mirror", "detections", "state"):  # each demo starts afresh
+    for part in ("mirror", "detections", "state", "media"):  # each demo starts afresh
         shutil.rmtree(demo_dir / part, ignore_errors=True)
+    for name in ("index.sqlite", "index.sqlite-wal", "index.sqlite-shm"):
+        (demo_dir / name).unlink(missing_ok=True)
     mirror.mkdir(parents=True)
     calls_path = demo_dir / "calls.json"
     calls_path.write_text(json.dumps([_call_json(call) for call in stream.calls], indent=1))
@@ -194,8 +200,12 @@ def _print_where(
         lines.append(f"  detection files:       {config.files.directory}")
     if daemon.http_port is not None:
         base = f"http://{config.http.host}:{daemon.http_port}"
-        lines.append(f"  web page:              {base}/   (listen, look, review)")
+        if config.api.enabled:
+            lines.append(f"  page (listen, review): {base}/")
+            lines.append(f"  API:                   {base}/api/v1/detections")
         lines.append(f"  status:                {base}/status")
+    if config.media.enabled:
+        lines.append(f"  clips, spectrograms:   {config.media.directory}")
     print("\n".join(lines), flush=True)
 
 

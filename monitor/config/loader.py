@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from models.bundle import BundleError, config_values, load_bundle
+from monitor.api.routes import ApiSettings
 from monitor.audio.decode import ChannelPolicy, DecoderSettings
 from monitor.audio.windows import WindowSettings
 from monitor.config.sections import (
@@ -52,10 +53,12 @@ from monitor.config.sections import (
 from monitor.detect.builder import EventSettings
 from monitor.health.feed_state import HealthSettings
 from monitor.health.http import HttpSettings
+from monitor.index.store import IndexSettings
 from monitor.inference.engine_settings import EngineSettings
 from monitor.ingest.live import FollowerSettings
 from monitor.ingest.s3 import S3Settings
 from monitor.limits import describe_limits, within_limits
+from monitor.media.writer import MediaSettings
 from monitor.publish.fanout import FanoutSettings
 from monitor.publish.files import FileSettings
 from monitor.publish.redis import RedisSettings
@@ -120,6 +123,9 @@ class Config:
     files: FileSettings = field(default_factory=FileSettings)
     fanout: FanoutSettings = field(default_factory=FanoutSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
+    index: IndexSettings = field(default_factory=IndexSettings)
+    media: MediaSettings = field(default_factory=MediaSettings)
     state: StateSettings = field(default_factory=StateSettings)
     supervisor: SupervisorSettings = field(default_factory=SupervisorSettings)
     health: HealthSettings = field(default_factory=HealthSettings)

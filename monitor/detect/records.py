@@ -119,6 +119,28 @@ class DetectionSummary:
 
 
 @dataclass(frozen=True, slots=True)
+class DetectionMedia:
+    """A closed detection's files, as URLs relative to the HTTP server's root
+    (``media/<feed>/<day>/<id>.<ext>``; see ``monitor/media``)."""
+
+    audio: str  # browser-playable (Ogg/Opus)
+    audio_archive: str  # lossless (FLAC)
+    spectrogram: str  # PNG
+    audio_denoised: str | None = None  # only when a denoiser ran
+    audio_denoised_archive: str | None = None
+
+    def as_dict(self) -> dict[str, str]:
+        pairs = {
+            "audio": self.audio,
+            "audio_archive": self.audio_archive,
+            "spectrogram": self.spectrogram,
+            "audio_denoised": self.audio_denoised,
+            "audio_denoised_archive": self.audio_denoised_archive,
+        }
+        return {name: url for name, url in pairs.items() if url is not None}
+
+
+@dataclass(frozen=True, slots=True)
 class Detection:
     """A detection opened or closed. ``audio_end_utc``: the end of the audio that triggered
     the message; ``scored_utc``: when that audio was scored (None when nothing was scored,
@@ -131,6 +153,7 @@ class Detection:
     audio_end_utc: datetime
     scored_utc: datetime | None = None
     close_reason: CloseReason | None = None
+    media: DetectionMedia | None = None  # closed detections, when media writing is on
 
     @property
     def id(self) -> str:

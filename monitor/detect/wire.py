@@ -62,9 +62,10 @@ def _detection(detection: Detection) -> dict[str, Any]:
     emitted_utc, audio_end_utc = detection.emitted_utc, detection.audio_end_utc
     scored_utc = detection.scored_utc
     species = summary.species
+    media = detection.media
     folder_epochs = sorted({use.folder_epoch for use in summary.segments})
     buckets = sorted({use.bucket for use in summary.segments})
-    return {
+    message: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "kind": "detection",
         "message_id": detection.message_id,
@@ -116,6 +117,9 @@ def _detection(detection: Detection) -> dict[str, Any]:
         "latency_ms": _ms_between(emitted_utc, audio_end_utc),
         "pipeline_lag_ms": None if scored_utc is None else _ms_between(scored_utc, audio_end_utc),
     }
+    if media is not None:  # an optional field: only closed detections with files carry it
+        message["media"] = media.as_dict()
+    return message
 
 
 def feed_dict(feed: FeedInfo) -> dict[str, Any]:

@@ -8,7 +8,11 @@
 - ``/status`` and ``/metrics`` need ``Authorization: Bearer <http.token>`` when a token is set.
 - ``/status``: JSON per feed (state, last segment, lag, gaps, restarts, last error + hint).
 - ``/metrics``: the Prometheus text exposition of hydromon's own registry.
-- ``/`` and ``/static/*``: the reviewers' page (monitor/web), open like the probes.
+
+Other routes (the API, the media files, the page: ``monitor.api``) are installed by
+``extensions``; they follow the same token rule. A GET may carry the token as
+``?access_token=`` instead of the header (``<audio>``, ``<img>`` and EventSource cannot set
+headers); the page itself (``/``, ``/static/…``) holds no data and is always open.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import asyncio
 import contextlib
 import hmac
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -26,12 +30,13 @@ from monitor.health.board import HealthBoard
 from monitor.health.logs import get_logger
 from monitor.health.metrics import CONTENT_TYPE, Metrics
 from monitor.timebase import utc_now
-from monitor.web.routes import add_page_routes, is_page_path
 
 log = get_logger(__name__)
 
-OPEN_PATHS = frozenset({"/healthz", "/readyz"})  # answered without the token
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/"})  # answered without the token
+OPEN_PREFIXES = ("/static/",)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Extension = Callable[[web.Application], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,10 +91,17 @@ class LoopHeartbeat:
 
 
 class HealthServer:
-    def __init__(self, settings: HttpSettings, board: HealthBoard, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        settings: HttpSettings,
+        board: HealthBoard,
+        metrics: Metrics,
+        extensions: Sequence[Extension] = (),
+    ) -> None:
         self.settings = settings
         self.board = board
         self.metrics = metrics
+        self.extensions = tuple(extensions)
         self.heartbeat = LoopHeartbeat(settings.heartbeat_s)
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
@@ -100,7 +112,8 @@ class HealthServer:
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/status", self._status)
         app.router.add_get("/metrics", self._metrics)
-        add_page_routes(app)
+        for install in self.extensions:
+            install(app)
         return app
 
     async def start(self) -> int:
@@ -129,8 +142,11 @@ class HealthServer:
     @web.middleware
     async def _require_token(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         token = self.settings.token
-        if token and request.path not in OPEN_PATHS and not is_page_path(request.path):
+        path = request.path
+        if token and path not in OPEN_PATHS and not path.startswith(OPEN_PREFIXES):
             given = request.headers.get("Authorization", "")
+            if request.method == "GET" and "access_token" in request.query:
+                given = f"Bearer {request.query['access_token']}"
             if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
                 return web.Response(
                     status=401,

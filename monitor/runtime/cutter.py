@@ -68,6 +68,11 @@ class WindowCutter:
             return self.last_start + timedelta(seconds=self.windows.hop_s)
         return self.floor
 
+    @property
+    def ring(self) -> RingBuffer | None:
+        """The ring the windows are cut from (None before the first chunk)."""
+        return self._ring
+
     def cut(self, chunk: AudioChunk) -> list[Window]:
         ring, scheduler = self._ring_for(chunk.sample_rate)
         before = ring.dropped_samples

@@ -20,14 +20,18 @@ import asyncio
 import contextlib
 import dataclasses
 import signal
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from aiohttp import web
 from prometheus_client import Counter
 
+from monitor.api.events import EventHub
+from monitor.api.routes import Api
 from monitor.audio.windows import WindowSettings
 from monitor.detect.records import FeedState, FeedStatus
 from monitor.health.board import HealthBoard
@@ -35,8 +39,10 @@ from monitor.health.http import HealthServer
 from monitor.health.logs import get_logger
 from monitor.health.metrics import Metrics
 from monitor.health.observer import FollowerHealthObserver
+from monitor.index.output import IndexOutput
 from monitor.ingest.s3 import S3BucketMissing, open_store
 from monitor.ingest.store import Store
+from monitor.media.writer import MediaWriter
 from monitor.publish.fanout import Fanout
 from monitor.publish.output import Output, OutputUnusable
 from monitor.publish.websocket import WebsocketOutput
@@ -54,6 +60,7 @@ from monitor.runtime.pipeline import (
 from monitor.runtime.resume import FeedStateFile, ResumePoint, StateError
 from monitor.runtime.supervisor import SupervisorSettings, TaskHealth, supervise
 from monitor.timebase import utc_now
+from monitor.web.routes import add_page_routes
 
 if TYPE_CHECKING:  # the engine imports torch; the daemon loads it only when it runs
     from monitor.inference.engine import InferenceEngine
@@ -121,6 +128,18 @@ class Daemon:
             self.metrics,
         )
         self.outputs = outputs if outputs is not None else wiring.make_outputs(config)
+        # The live SSE stream of the API is one more output, only where the API is served.
+        self.events: EventHub | None = None
+        if self.serve_http and config.api.enabled:
+            self.events = EventHub(config.api.events)
+            self.outputs = [*self.outputs, self.events]
+        self.index_output = next((o for o in self.outputs if isinstance(o, IndexOutput)), None)
+        index = None if self.index_output is None else self.index_output.index
+        self.media: MediaWriter | None = None
+        if config.media.enabled:
+            self.media = MediaWriter(
+                config.media, on_removed=None if index is None else index.forget_media
+            )
         self.fanout = Fanout(
             self.outputs,
             dataclasses.replace(
@@ -202,8 +221,12 @@ class Daemon:
             await engine.wait_ready()
             self.board.engine_loaded = True
             await self.fanout.start()
+            if self.media is not None:
+                await self.media.start()
             if self.serve_http:
-                self.health_server = HealthServer(config.http, self.board, self.metrics)
+                self.health_server = HealthServer(
+                    config.http, self.board, self.metrics, self._http_extensions()
+                )
                 await self.health_server.start()
             async with open_store(config.s3) as store:
                 self.metrics.watch_s3(store.stats)
@@ -225,6 +248,8 @@ class Daemon:
                 code = 1
         finally:
             closing = asyncio.get_running_loop().time()
+            if self.media is not None:
+                await self.media.close()
             await self.fanout.close()
             await engine.stop()
             if self.health_server is not None:
@@ -234,6 +259,23 @@ class Daemon:
                 self.shutdown_s += asyncio.get_running_loop().time() - closing
         log.info("daemon stopped", exit_code=code, shutdown_s=self.shutdown_s)
         return code
+
+    def _http_extensions(self) -> list[Callable[[web.Application], None]]:
+        """The API, the media files and the page, on the health server."""
+        config = self.config
+        if not config.api.enabled:
+            return []
+        api = Api(
+            config.api,
+            None if self.index_output is None else self.index_output.index,
+            writer=self.index_output,
+            hub=self.events,
+            board=self.board,
+            feeds={node: wiring.feed_info(config, node) for node in self.feeds},
+            media_dir=None if self.media is None else self.media.directory,
+            token=config.http.token,
+        )
+        return [api.install, add_page_routes]
 
     def _pipeline(
         self,
@@ -279,6 +321,7 @@ class Daemon:
                 None if self.progress is None else self.progress.update,
             ),
             progress=FeedProgress(resume=feed.resume),
+            media=self.media,
         )
 
     def _prepare_feeds(self) -> dict[str, _Feed]:

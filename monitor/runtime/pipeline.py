@@ -30,15 +30,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from monitor.audio.chunks import AudioChunk, Window
 from monitor.audio.decode import Decoded, DecoderSettings, decode_stream
+from monitor.audio.ring import RingBuffer, RingBufferSettings
 from monitor.audio.windows import WindowSettings
 from monitor.detect.builder import EventBuilder
-from monitor.detect.records import Detection, FeedStatus, Message
+from monitor.detect.records import Detection, DetectionMedia, FeedStatus, Message
 from monitor.detect.wire import wire_score
 from monitor.health.analysis import AnalysisSettings, analyze_audio
 from monitor.health.feed_state import FeedHealth
@@ -46,6 +47,7 @@ from monitor.health.logs import get_logger
 from monitor.health.metrics import Metrics
 from monitor.inference.stream_denoise import StreamDenoiser
 from monitor.ingest.slots import Segment, SegmentGap
+from monitor.media.capture import ClipAudio, clip_audio
 from monitor.runtime.cutter import WindowCutter, WindowRange, later
 from monitor.runtime.resume import FeedStateFile, ResumePoint
 from monitor.runtime.resume_tracker import ResumeTracker
@@ -118,6 +120,14 @@ class FeedWatch:
     progress: Callable[[str, datetime], None] | None = None  # audio processed up to a time
 
 
+class MediaSink(Protocol):
+    """Writes a closed detection's files (``monitor.media.writer.MediaWriter``)."""
+
+    settings: Any
+
+    async def write(self, detection: Detection, audio: ClipAudio) -> DetectionMedia | None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class _Scored:
     window: Window
@@ -178,6 +188,11 @@ class FeedPipeline:
     state_file: FeedStateFile | None = None
     watch: FeedWatch = field(default_factory=FeedWatch)
     progress: FeedProgress = field(default_factory=FeedProgress)
+    # Closed detections get their audio and spectrogram written (from the ring) before they
+    # are published; None: no media.
+    media: MediaSink | None = None
+    _cutter: WindowCutter | None = field(default=None, init=False, repr=False)
+    _raw_ring: RingBuffer | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         resume = self.progress.resume
@@ -240,8 +255,11 @@ class FeedPipeline:
             self._floor(resume),
             self.watch.metrics,
         )
+        self._cutter = cutter
         factory = self.decoding.stream_denoiser
         stream = factory() if factory is not None else None
+        # With a denoiser the cutter's ring holds denoised audio: keep the raw audio for media.
+        self._raw_ring = None
         stop_wait = asyncio.ensure_future(self.stop.wait())
         try:
             async with contextlib.aclosing(
@@ -254,6 +272,8 @@ class FeedPipeline:
                         cutter.mark_gap(item)
                         await queue.put(_Gap(item))
                         continue
+                    if stream is not None and self.media is not None:
+                        self._keep_raw(item)
                     chunks = [item] if stream is None else await stream.feed(item)
                     count = await self._submit(cutter, queue, chunks)
                     chunk_end = after_samples(item.start_utc, item.frames, item.sample_rate)
@@ -268,6 +288,13 @@ class FeedPipeline:
         finally:
             stop_wait.cancel()
         await queue.put(_END)
+
+    def _keep_raw(self, chunk: AudioChunk) -> None:
+        ring = self._raw_ring
+        if ring is None or ring.sample_rate != chunk.sample_rate:
+            settings = RingBufferSettings(self.settings.ring_seconds, chunk.sample_rate)
+            ring = self._raw_ring = RingBuffer(self.feed, settings)
+        ring.write(chunk)
 
     def _floor(self, resume: ResumePoint | None) -> datetime | None:
         """The first window start this run may score."""
@@ -422,6 +449,8 @@ class FeedPipeline:
 
     async def _emit(self, detection: Detection) -> None:
         self.progress.messages += 1
+        if detection.status == "closed" and self.media is not None:
+            detection = await self._with_media(detection)
         summary = detection.summary
         log.info(
             "detection",
@@ -437,6 +466,25 @@ class FeedPipeline:
         if self.watch.metrics is not None:
             self.watch.metrics.detection(self.feed, summary.label, detection.status)
         await self.publish(detection)
+
+    async def _with_media(self, detection: Detection) -> Detection:
+        """The detection with its files, written from the ring (as it is without them when the
+        ring no longer holds its audio or the write failed)."""
+        assert self.media is not None
+        summary = detection.summary
+        ring = None if self._cutter is None else self._cutter.ring
+        audio = clip_audio(
+            ring,
+            self._raw_ring,
+            summary.start_utc,
+            summary.end_utc,
+            self.media.settings.margin_s,
+        )
+        if audio is None:
+            log.warning("no audio left in the ring for the detection's media", id=summary.id)
+            return detection
+        media = await self.media.write(detection, audio)
+        return detection if media is None else replace(detection, media=media)
 
 
 async def _next_unless_stopped(

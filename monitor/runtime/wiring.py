@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from monitor.detect.builder import EventBuilder
 from monitor.detect.records import FeedInfo, ModelIdentity, PipelineModels
+from monitor.index.output import IndexOutput
+from monitor.index.store import DetectionIndex
 from monitor.inference.stream_denoise import StreamDenoiser, StreamDenoiseSettings
 from monitor.publish.files import FileOutput, FileSettings
 from monitor.publish.output import Output
@@ -115,4 +117,6 @@ def make_outputs(
         outputs.append(WebsocketOutput(config.websocket, history))
     if config.outputs.files:
         outputs.append(FileOutput(config.files))
+    if config.index.enabled:
+        outputs.append(IndexOutput(DetectionIndex(config.index)))
     return outputs

@@ -1,7 +1,9 @@
 """The reviewers' page: ``GET /`` and ``GET /static/<file>``, plain files shipped in the package.
 
-The page and its files are open (no token): they hold no data, and a browser cannot send a
-bearer header when it opens a URL. The page asks for the token and sends it on its API calls.
+The page and its files are open (``monitor.health.http`` lets ``/`` and ``/static/`` through
+without the token): they hold no data, and a browser cannot send a bearer header when it opens
+a URL. The page asks for the token and sends it on its API calls. The daemon installs these
+routes next to the API's (``Daemon._http_extensions``).
 """
 
 from __future__ import annotations
@@ -20,11 +22,6 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data:; media-src 'self'; "
     "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
 )
-
-
-def is_page_path(path: str) -> bool:
-    """Whether ``path`` is the page or one of its files (answered without the token)."""
-    return path == PAGE_PATH or path.startswith(STATIC_PREFIX)
 
 
 def add_page_routes(app: web.Application) -> None:

@@ -14,6 +14,7 @@ from selenium.webdriver.common.by import By
 from monitor.health.board import HealthBoard
 from monitor.health.http import HealthServer, HttpSettings
 from monitor.health.metrics import Metrics
+from monitor.web.routes import add_page_routes
 from tests.support.browser import chromium, console_errors, wait_for
 
 TOKEN = "s3cret"
@@ -25,7 +26,8 @@ class ServerThread:
     def __init__(self) -> None:
         metrics = Metrics()
         settings = HttpSettings(port=0, heartbeat_s=0.05, token=TOKEN)
-        self.server = HealthServer(settings, HealthBoard(metrics=metrics), metrics)
+        board = HealthBoard(metrics=metrics)
+        self.server = HealthServer(settings, board, metrics, [add_page_routes])
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()

@@ -11,7 +11,7 @@ import pytest
 from monitor.health.board import HealthBoard
 from monitor.health.http import HealthServer, HttpSettings
 from monitor.health.metrics import Metrics
-from monitor.web.routes import STATIC
+from monitor.web.routes import STATIC, add_page_routes
 
 TOKEN = "s3cret"
 
@@ -20,7 +20,10 @@ TOKEN = "s3cret"
 async def base() -> AsyncIterator[str]:
     metrics = Metrics()
     server = HealthServer(
-        HttpSettings(port=0, heartbeat_s=0.05, token=TOKEN), HealthBoard(metrics=metrics), metrics
+        HttpSettings(port=0, heartbeat_s=0.05, token=TOKEN),
+        HealthBoard(metrics=metrics),
+        metrics,
+        [add_page_routes],
     )
     port = await server.start()
     yield f"http://127.0.0.1:{port}"

@@ -1,0 +1,1 @@
+"""The embedded SQLite index of every published message (monitor/index/store.py)."""

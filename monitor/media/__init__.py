@@ -1,0 +1,1 @@
+"""Audio clips and spectrograms per closed detection (writer, encoders, image, retention)."""
