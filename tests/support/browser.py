@@ -4,6 +4,7 @@ driver path is given, so Selenium Manager never looks for or downloads a browser
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import shutil
@@ -75,3 +76,11 @@ def wait_for(driver: Any, what: Callable[[Any], T], timeout: float, message: str
 def console_errors(driver: Any) -> list[str]:
     """The page's console errors (uncaught exceptions, failed loads) since the last call."""
     return [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+
+
+def save_full_page(driver: Any, path: Path) -> None:
+    """A PNG of the whole page, below the window's fold too (DevTools' own screenshot)."""
+    shot = driver.execute_cdp_cmd(
+        "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True}
+    )
+    path.write_bytes(base64.b64decode(shot["data"]))

@@ -20,7 +20,13 @@ from selenium.webdriver.common.by import By
 
 from monitor.cli.demo import DEMO_NODE
 from monitor.timebase import parse_utc
-from tests.support.browser import TIME_ZONE_OFFSET, chromium, console_errors, wait_for
+from tests.support.browser import (
+    TIME_ZONE_OFFSET,
+    chromium,
+    console_errors,
+    save_full_page,
+    wait_for,
+)
 from tests.support.e2e import write_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,7 +49,7 @@ def start_demo(config: Path, demo_dir: Path) -> tuple[subprocess.Popen[str], str
         line = process.stdout.readline()
         assert line, "".join(printed)
         printed.append(line)
-        if match := re.search(r"web page: +(http://\S+/)", line):
+        if match := re.search(r"page \(listen, review\): +(http://\S+/)", line):
             return process, match.group(1)
     process.kill()
     raise AssertionError("the demo printed no web page address:\n" + "".join(printed))
@@ -118,9 +124,19 @@ def test_a_reviewer_hears_sees_and_marks_the_demo_detections(
                      "the review was not shown as stored")  # fmt: skip
             stored = api(page, f"api/v1/detections/{detection_id}")["review"]
             assert stored["verdict"] == "confirmed" and stored["note"] == "clear upsweep"
+
+            # more arrive; the history offers them and shows the stored verdict
+            wait_for(driver, lambda d: len(closed_live_cards(d)) >= 2, 60,
+                     "a second detection did not arrive")  # fmt: skip
+            refresh = driver.find_element(By.ID, "history-refresh")
+            assert re.fullmatch(r"Show \d+ new detections?", refresh.text), refresh.text
+            refresh.click()
+            wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR,
+                     f'#history-list .card[data-id="{detection_id}"][data-verdict="confirmed"]'),
+                     15, "the history does not show the reviewed detection")  # fmt: skip
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
             screenshot = ARTIFACTS / "page.png"
-            driver.save_screenshot(str(screenshot))
+            save_full_page(driver, screenshot)
             print(f"screenshot: {screenshot}")
 
             # the history pages with a cursor and filters by status
@@ -137,10 +153,10 @@ def test_a_reviewer_hears_sees_and_marks_the_demo_detections(
             statuses = {c.get_attribute("data-status") for c in driver.find_elements(
                 By.CSS_SELECTOR, "#history-list .card")}  # fmt: skip
             assert statuses == {"closed"}
-            driver.get(page)  # back to the live view for the picture
-            wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR,
-                     '#history-list .card[data-verdict="confirmed"]'), 15,
-                     "the stored verdict is not shown after a reload")  # fmt: skip
+            driver.get(page + "?verdict=confirmed")
+            wait_for(driver, lambda d: [c.get_attribute("data-id") for c in d.find_elements(
+                By.CSS_SELECTOR, "#history-list .card")] == [detection_id], 15,
+                "the verdict filter does not give the one confirmed detection")  # fmt: skip
             errors = [e for e in console_errors(driver) if "Failed to load resource" not in e]
             assert not errors, errors
         finally:

@@ -107,6 +107,8 @@ export function openEvents(path, params, { onEvent, onState }) {
   let controller = null;
   let lastId = null;
   let pause = 1000;
+  let wake = null; // ends the pause between attempts early
+  let now = false; // a new token: try again at once
 
   async function run() {
     while (!stopped) {
@@ -132,9 +134,16 @@ export function openEvents(path, params, { onEvent, onState }) {
       }
       // a refusal will not change by itself soon: wait longer before asking again
       const wait = failure.status === 401 || failure.status === 403 ? 15000 : pause;
-      onState("retry", failure, wait);
-      await new Promise((resolve) => setTimeout(resolve, wait));
-      pause = Math.min(pause * 2, 15000);
+      if (!now) {
+        onState("retry", failure, wait);
+        await new Promise((resolve) => {
+          wake = resolve;
+          setTimeout(resolve, wait);
+        });
+        wake = null;
+        pause = Math.min(pause * 2, 15000);
+      }
+      now = false;
     }
     onState("closed");
   }
@@ -143,8 +152,10 @@ export function openEvents(path, params, { onEvent, onState }) {
   return {
     reconnect() {
       // a new token: drop the current stream; the loop opens the next one at once
-      pause = 0;
+      now = true;
+      pause = 1000;
       controller?.abort();
+      wake?.();
     },
     close() {
       stopped = true;

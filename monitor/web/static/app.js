@@ -124,6 +124,7 @@ function showLive(detection) {
     fillCard(card, { ...detection, review: kept });
   });
   if (existing.some((card) => card.closest("#live-list"))) return;
+  noteUnseen(detection.id);
   const card = newCard(detection, review);
   card.dataset.arrived = "live";
   const list = $("live-list");
@@ -166,9 +167,19 @@ function onStreamState(state, error, waitMs) {
 
 // ---- history
 
-const past = { cursors: [null], filters: {}, pageSize: PAGE_SIZE };
+const past = { cursors: [null], filters: {}, pageSize: PAGE_SIZE, unseen: new Set() };
 
-const FILTERS = ["feed", "label", "since", "until", "min_score", "status"];
+// New detections are not pushed into the history (it would move under the reviewer's hands):
+// a button says how many arrived and shows the first page again.
+function noteUnseen(id) {
+  past.unseen.add(id);
+  const button = $("history-refresh");
+  const count = past.unseen.size;
+  button.textContent = `Show ${count} new detection${count === 1 ? "" : "s"}`;
+  button.hidden = false;
+}
+
+const FILTERS = ["feed", "label", "since", "until", "min_score", "status", "verdict"];
 
 // The filters live in the page's address too (bookmarkable; ?limit= sets the page size).
 function filtersFromAddress() {
@@ -208,6 +219,7 @@ function filterValues() {
     until: moment("until"),
     min_score: value("min_score"),
     status: value("status"),
+    verdict: value("verdict"),
   };
 }
 
@@ -216,6 +228,10 @@ async function loadHistory() {
   const page = past.cursors.length;
   const cursor = past.cursors[page - 1];
   list.setAttribute("aria-busy", "true");
+  if (page === 1) {
+    past.unseen.clear();
+    $("history-refresh").hidden = true;
+  }
   try {
     const body = await getJSON("/api/v1/detections", {
       ...past.filters,
@@ -250,6 +266,10 @@ function wireHistory() {
     past.cursors = [null];
     filtersToAddress();
     setTimeout(loadHistory); // after the form has cleared its fields
+  });
+  $("history-refresh").addEventListener("click", () => {
+    past.cursors = [null];
+    loadHistory();
   });
   $("older").addEventListener("click", () => {
     if (!past.next) return;

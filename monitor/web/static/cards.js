@@ -132,6 +132,7 @@ function fillMedia(card, detection, feedName) {
       noMedia.hidden = true;
     };
     image.src = mediaUrl(media.spectrogram);
+    field(card, "spectrogram-link").href = image.src;
     image.hidden = false;
   }
   if (media.audio) {
