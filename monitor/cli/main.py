@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from monitor import __version__
 from monitor.health.logs import configure_logging
 
-COMMANDS = ("run", "replay", "fetch", "subscribe", "config", "train", "demo")
+COMMANDS = ("run", "replay", "fetch", "subscribe", "config", "train", "demo", "export")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -19,7 +20,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Read [START, END) of each feed from S3 and run the same pipeline as "
         "`hydromon run` over it, all feeds sharing one engine, with a progress bar. Detections "
         "go to the configured outputs (not the websocket server), or with --out DIR only to "
-        "JSON lines + Raven tables under DIR. An interrupted replay resumes from its state file "
+        "JSON lines + Raven tables (and the detections' media) under DIR. An interrupted "
+        "replay resumes from its state file "
         "(state.dir) when run again with the same range.",
     )
     add_config_arguments(parser, named=True)
@@ -50,6 +52,9 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, ValueError) as error:
         print(f"hydromon: {error}", file=sys.stderr)
         return 2
+    if args.out is not None and config.media.enabled:  # everything the replay writes, there
+        media = dataclasses.replace(config.media, directory=args.out / "media")
+        config = dataclasses.replace(config, media=media)
     feeds = list(dict.fromkeys(args.feed))
     known = [feed.node for feed in config.feeds]
     unknown = [feed for feed in feeds if feed not in known]

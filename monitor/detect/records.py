@@ -126,10 +126,11 @@ class DetectionMedia:
     audio: str  # browser-playable (Ogg/Opus)
     audio_archive: str  # lossless (FLAC)
     spectrogram: str  # PNG
+    clip_start_utc: datetime  # where the clips begin (the detection start − the margin, or later)
     audio_denoised: str | None = None  # only when a denoiser ran
     audio_denoised_archive: str | None = None
 
-    def as_dict(self) -> dict[str, str]:
+    def urls(self) -> dict[str, str]:
         pairs = {
             "audio": self.audio,
             "audio_archive": self.audio_archive,

@@ -118,7 +118,7 @@ def _detection(detection: Detection) -> dict[str, Any]:
         "pipeline_lag_ms": None if scored_utc is None else _ms_between(scored_utc, audio_end_utc),
     }
     if media is not None:  # an optional field: only closed detections with files carry it
-        message["media"] = media.as_dict()
+        message["media"] = {**media.urls(), "clip_start_utc": format_utc(media.clip_start_utc)}
     return message
 
 

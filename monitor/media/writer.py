@@ -161,7 +161,7 @@ class MediaWriter:
         self.stats.written += 1
         self.stats.cpu_s += time.thread_time() - cpu
         self.stats.wall_s += time.perf_counter() - wall
-        return DetectionMedia(**urls)
+        return DetectionMedia(clip_start_utc=audio.raw.start_utc, **urls)
 
     def _enforce(self) -> None:
         removed = self.retention.enforce(utc_now())

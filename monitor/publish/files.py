@@ -5,6 +5,7 @@ so a replay writes into the days it replays. Each record is one ``write`` on a f
 append, then fsync; a torn last line left by a crash is ended before the next record so it
 cannot corrupt it. Only ``closed`` detections go to Raven tables (they have final numbers);
 Raven times are seconds from 00:00:00 UTC of the file's day, with absolute UTC in extra columns.
+The Raven rows and their columns are ``monitor.publish.raven``'s.
 
 A full disk (``ENOSPC``, ``EDQUOT``) loses nothing: a record that cannot be written is cut off
 again (the file ends with its last complete line), kept in memory with the ones after it (in
@@ -27,36 +28,19 @@ import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 from monitor.detect.records import Detection, Message
-from monitor.detect.wire import encode, wire_moment, wire_score
+from monitor.detect.wire import encode, wire_moment
 from monitor.health.logs import get_logger
+from monitor.publish import raven
 from monitor.publish.output import OutputUnusable
-from monitor.timebase import format_utc
 
 log = get_logger(__name__)
 
 # Errors that go away when space is freed: the record waits for it.
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
-
-RAVEN_COLUMNS = (
-    "Selection",
-    "View",
-    "Channel",
-    "Begin Time (s)",
-    "End Time (s)",
-    "Low Freq (Hz)",
-    "High Freq (Hz)",
-    "Label",
-    "Score Max",
-    "Score Mean",
-    "Positive Windows",
-    "Begin UTC",
-    "End UTC",
-    "Detection Id",
-)
 
 
 @dataclass(frozen=True)
@@ -223,35 +207,16 @@ class FileOutput:
 
     def _write_raven(self, detection: Detection, start: datetime) -> None:
         summary = detection.summary
+        wire = encode(detection)
         path = self.raven_path(summary.feed.node, start)
         index = self._index(path, _read_raven_ids)
         if summary.id in index.ids:
             self.stats.duplicates += 1
             return
         selection = index.rows + 1
-        origin = day_start(start)
-        end = wire_moment(summary.end_utc)
-
-        def seconds(moment: datetime) -> str:
-            return f"{(moment - origin) / timedelta(seconds=1):.3f}"
-
-        row = [
-            str(selection),
-            "Spectrogram 1",
-            "1",
-            seconds(start),
-            seconds(end),
-            f"{self.settings.low_freq_hz:g}",
-            f"{self.settings.high_freq_hz:g}",
-            summary.label,
-            f"{wire_score(summary.score_max):.4f}",
-            f"{wire_score(summary.score_mean):.4f}",
-            str(summary.positive_window_count),
-            format_utc(start),
-            format_utc(end),
-            summary.id,
-        ]
-        self._append(path, "\t".join(row) + "\n", header="\t".join(RAVEN_COLUMNS) + "\n")
+        band_hz = raven.band(wire, self.settings.low_freq_hz, self.settings.high_freq_hz)
+        row = raven.raven_row(selection, wire, day_start(start), band_hz)
+        self._append(path, row, header=raven.HEADER)
         index.ids.add(summary.id)
         index.rows = selection
 
@@ -328,7 +293,7 @@ def _read_raven_ids(path: Path) -> _FileIndex:
         return index
     with path.open(encoding="utf-8", errors="replace") as handle:
         lines = [line.rstrip("\n") for line in handle if line.strip()]
-    column = RAVEN_COLUMNS.index("Detection Id")
+    column = raven.RAVEN_COLUMNS.index("Detection Id")
     for line in lines[1:]:
         cells = line.split("\t")
         index.rows += 1

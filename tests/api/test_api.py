@@ -91,7 +91,7 @@ def _fill(served: Served) -> list[str]:
     (folder / f"{first.id}.ogg").write_bytes(b"OggS-not-really")
     (folder / f"{first.id}.png").write_bytes(b"\x89PNG-not-really")
     url = f"media/{first.feed.node}/2024-06-07/{first.id}"
-    media = DetectionMedia(f"{url}.ogg", f"{url}.flac", f"{url}.png")
+    media = DetectionMedia(f"{url}.ogg", f"{url}.flac", f"{url}.png", first.summary.start_utc)
     for message in messages:
         if message is first:
             message = dataclasses.replace(message, media=media)

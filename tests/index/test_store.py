@@ -65,9 +65,12 @@ def test_pages_newest_first_with_a_cursor_and_filters(index: DetectionIndex) -> 
 
 def test_reviews_and_forgotten_media(index: DetectionIndex) -> None:
     closed = detection_series(2)[1]
-    media = DetectionMedia("media/a.ogg", "media/a.flac", "media/a.png")
+    media = DetectionMedia("media/a.ogg", "media/a.flac", "media/a.png", T0)
     index.put(encode(dataclasses.replace(closed, media=media)))
-    assert index.detection(closed.id)["media"] == media.as_dict()
+    assert index.detection(closed.id)["media"] == {
+        **media.urls(),
+        "clip_start_utc": "2024-06-07T12:00:00.000Z",
+    }
     updated = index.review(closed.id, "confirmed", "clear upsweep", T0)
     assert updated is not None
     assert updated["review"] == {

@@ -14,6 +14,7 @@ from monitor.audio.audiofile import read_audio
 from monitor.audio.chunks import AudioChunk
 from monitor.audio.ring import RingBuffer, RingBufferSettings
 from monitor.detect.records import Detection
+from monitor.ingest import demo_node
 from monitor.ingest.slots import SegmentRef
 from monitor.media.capture import Clip, ClipAudio, clip_audio
 from monitor.media.layout import media_path
@@ -26,17 +27,10 @@ RATE = 48_000
 
 def real_audio(seconds: float) -> np.ndarray:
     """Real Orcasound background with a real humpback call in it (mono, 48 kHz)."""
-    bed = np.concatenate(
-        [
-            read_audio(p)[0].mean(axis=0)
-            for p in sorted((DATA / "orcasound-hls/normal").glob("*.ts"))
-        ]
-    )
-    call, rate = read_audio(DATA / "humpback-calls" / "Growl.wav")
-    assert rate == RATE or rate > 0
+    bed = demo_node.background(DATA / "orcasound-hls" / "normal")
     samples = np.resize(bed, round(seconds * RATE)).astype(np.float32)
-    voice = call.mean(axis=0)[: samples.shape[0] // 2]
-    samples[RATE : RATE + voice.shape[0]] += voice * 0.5
+    voice = demo_node.calls(DATA / "humpback-calls")["Growl"][: samples.shape[0] // 2]
+    samples[RATE : RATE + voice.shape[0]] += voice
     return samples
 
 

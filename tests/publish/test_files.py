@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from monitor.detect.records import FeedInfo, Message
-from monitor.publish.files import RAVEN_COLUMNS, FileOutput, FileSettings
+from monitor.publish.files import FileOutput, FileSettings
+from monitor.publish.raven import RAVEN_COLUMNS
 from tests.support.detections import (
     T0,
     checked,
@@ -64,8 +65,9 @@ async def test_jsonl_per_utc_day_and_raven_for_closed_detections(tmp_path: Path)
     assert first["Begin Time (s)"] == "43200.000"  # 12:00:00 UTC
     assert first["End Time (s)"] == f"{43200 + closed[0]['duration_s']:.3f}"
     assert first["View"] == "Spectrogram 1" and first["Channel"] == "1"
-    assert first["Low Freq (Hz)"] == "0" and first["High Freq (Hz)"] == "8000"
-    assert first["Label"] == "humpback" and first["Score Max"] == "0.6000"
+    assert first["Low Freq (Hz)"] == "0.0" and first["High Freq (Hz)"] == "8000.0"
+    assert first["Call Type"] == "humpback" and first["Score Max"] == "0.6000"
+    assert first["Begin File"] == first["File Offset (s)"] == ""  # no media
     assert first["Begin UTC"] == closed[0]["start_utc"]
     late = rows[-1]
     assert late["Begin Time (s)"] == "86397.000" and late["End Time (s)"] == "86403.000"
