@@ -1,5 +1,5 @@
-"""The HTTP API (``/api/v1``), the media files (``/media``) and the reviewers' page (``/``), on
-the daemon's aiohttp server (``monitor.health.http.HealthServer``). The contract:
+"""The HTTP API (``/api/v1``) and the media files (``/media``), on the daemon's aiohttp server
+(``monitor.health.http.HealthServer``; the reviewers' page is ``monitor.web``). The contract:
 docs/api.md (and /work's api-contract). Every index query runs in the API's reader threads and
 every write in the index's writer thread: nothing here touches SQLite on the event loop.
 """
