@@ -1,5 +1,5 @@
-"""The HTTP API (``/api/v1``), the media files (``/media``) and the reviewers' page (``/``), on
-the daemon's aiohttp server (``monitor.health.http.HealthServer``). The contract:
+"""The HTTP API (``/api/v1``) and the media files (``/media``), on the daemon's aiohttp server
+(``monitor.health.http.HealthServer``; the reviewers' page is ``monitor.web``). The contract:
 docs/api.md (and /work's api-contract). Every index query runs in the API's reader threads and
 every write in the index's writer thread: nothing here touches SQLite on the event loop.
 """
@@ -30,7 +30,6 @@ from monitor.timebase import format_utc, parse_utc, utc_now
 T = TypeVar("T")
 
 PREFIX = "/api/v1"
-WEB_STATIC = Path(__file__).resolve().parents[1] / "web" / "static"
 AUDIO_TYPES = {".ogg": "audio/ogg", ".flac": "audio/flac", ".mp3": "audio/mpeg"}
 AUDIO_VERSIONS = {
     "browser": "audio",
@@ -91,9 +90,6 @@ class Api:
         router.add_get(f"{PREFIX}/events", self._events)
         router.add_get(f"{PREFIX}/openapi.json", self._openapi)
         router.add_get(f"/{MEDIA_ROUTE}/{{path:.+}}", self._media)
-        if (WEB_STATIC / "index.html").is_file():
-            router.add_get("/", self._page)
-            router.add_static("/static", WEB_STATIC, follow_symlinks=False)
         app.on_cleanup.append(self._cleanup)
 
     async def _cleanup(self, app: web.Application) -> None:
@@ -266,9 +262,6 @@ class Api:
 
     async def _openapi(self, request: web.Request) -> web.Response:
         return web.json_response(openapi_document())
-
-    async def _page(self, request: web.Request) -> web.FileResponse:
-        return web.FileResponse(WEB_STATIC / "index.html")
 
 
 # ---- request parsing (one place, shared by the API and its tests) ----

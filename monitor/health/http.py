@@ -9,8 +9,8 @@
 - ``/status``: JSON per feed (state, last segment, lag, gaps, restarts, last error + hint).
 - ``/metrics``: the Prometheus text exposition of hydromon's own registry.
 
-Other routes (the API, the media files, the page: ``monitor.api``) are installed by
-``extensions``; they follow the same token rule. A GET may carry the token as
+Other routes (the API and the media files: ``monitor.api``; the page: ``monitor.web``) are
+installed by ``extensions``; they follow the same token rule. A GET may carry the token as
 ``?access_token=`` instead of the header (``<audio>``, ``<img>`` and EventSource cannot set
 headers); the page itself (``/``, ``/static/…``) holds no data and is always open.
 """

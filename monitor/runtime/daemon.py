@@ -61,6 +61,7 @@ from monitor.runtime.resume import FeedStateFile, ResumePoint, StateError
 from monitor.runtime.selection import selection_for, selection_margin_s
 from monitor.runtime.supervisor import SupervisorSettings, TaskHealth, supervise
 from monitor.timebase import utc_now
+from monitor.web.routes import add_page_routes
 
 if TYPE_CHECKING:  # the engine imports torch; the daemon loads it only when it runs
     from monitor.inference.engine import InferenceEngine
@@ -283,7 +284,7 @@ class Daemon:
             media_dir=None if self.media is None else self.media.directory,
             token=config.http.token,
         )
-        return [api.install]
+        return [api.install, add_page_routes]
 
     def _pipeline(
         self,

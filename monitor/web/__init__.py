@@ -1,0 +1,1 @@
+"""The reviewers' web page: static HTML/CSS/JS served by the daemon's HTTP server."""
