@@ -21,6 +21,9 @@ notify = true
 websocket = false
 files = false
 
+[index]
+path = "{tmp}/index.sqlite3"
+
 [mqtt]
 host = "broker.example"
 username = "hydromon"
@@ -70,7 +73,13 @@ def test_the_sections_load_and_wire_into_outputs_and_spools(tmp_path: Path) -> N
     assert second.statuses == ("opened", "closed") and second.secret is None
     assert config.notify.quiet_hours.timezone == "America/Los_Angeles"
     outputs = wiring.make_outputs(config)
-    assert [o.name for o in outputs] == ["mqtt", "webhook-orcasite", "webhook-1", "notify"]
+    assert [o.name for o in outputs] == [
+        "mqtt",
+        "webhook-orcasite",
+        "webhook-1",
+        "notify",
+        "index",
+    ]
     assert isinstance(outputs[0], MqttOutput) and isinstance(outputs[1], WebhookOutput)
     assert isinstance(outputs[3], CooldownOutput)
     assert wiring.spool_paths(config) == [

@@ -34,7 +34,7 @@ async def test_raven_low_and_high_freq_are_the_box_band(tmp_path: Path) -> None:
         rows = list(csv.DictReader(handle, delimiter="\t"))
     assert [(r["Begin Time (s)"], r["Low Freq (Hz)"], r["High Freq (Hz)"]) for r in rows] == [
         (f"{43200 + 1.25:.3f}", "212.5", "1187.5"),
-        (f"{43200 + 6.0:.3f}", "0", "8000"),
+        (f"{43200 + 6.0:.3f}", "0.0", "8000.0"),  # floats, as crowsetta reads them
     ]
     lines = [json.loads(x) for p in (tmp_path / "jsonl").glob("*.jsonl") for x in p.open()]
     boxed = [m for m in lines if "low_freq_hz" in m]
