@@ -6,7 +6,8 @@ fundamental 50 Hz … 1.5 kHz, slow contour and vibrato), FM sweeps up or down (
 descending moans), pulsed units (creaks, buzzes: band-limited click trains at 3–150 pulses/s) and
 growls (broadband low noise, amplitude-modulated). Killer-whale calls: pulsed calls (repetition
 rate 300–2,000 Hz, so sidebands at that spacing, energy mostly 1–8 kHz, contours with abrupt
-jumps) and whistles (2 kHz … 7.5 kHz at 16 kHz sampling). Everything is drawn from one
+jumps), echolocation click trains (broadband above ~2 kHz) and whistles (2 … 7.5 kHz at 16 kHz
+sampling). Everything is drawn from one
 ``torch.Generator``."""
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import itertools
 import math
 
 import torch
-import torchaudio.functional as AF
 
 from training.corruption import uniform
 
@@ -70,12 +70,14 @@ def harmonic_stack(
     freq: torch.Tensor, rate: int, harmonics: int, generator: torch.Generator, *, tilt: float
 ) -> torch.Tensor:
     """Σ_k a_k sin(k·φ(t)) over the harmonics below Nyquist, a_k ~ k^-tilt × random."""
-    phase = 2 * math.pi * torch.cumsum(freq, 0) / rate + uniform(0, 2 * math.pi, generator)
-    out = torch.zeros_like(freq)
+    # float64 phase: k·φ reaches ~10⁶ rad for high harmonics of long calls.
+    cycles = torch.cumsum(freq.double(), 0) / rate + uniform(0, 1, generator)
+    out = torch.zeros(freq.numel(), dtype=torch.float64)
     for k in range(1, harmonics + 1):
-        below = (freq * k < rate / 2 * 0.95).float()
-        out += below * torch.sin(k * phase) * uniform(0.3, 1.0, generator) / k**tilt
-    return out
+        below = (freq * k < rate / 2 * 0.95).double()
+        partial = torch.sin(2 * math.pi * torch.frac(k * cycles))
+        out += below * partial * uniform(0.3, 1.0, generator) / k**tilt
+    return out.float()
 
 
 def click_train(
@@ -93,9 +95,16 @@ def click_train(
 
 
 def band_pass(wave: torch.Tensor, rate: int, low: float, high: float) -> torch.Tensor:
-    centre = math.sqrt(low * high)
-    q = centre / max(high - low, 1.0)
-    return AF.bandpass_biquad(wave, rate, centre, max(q, 0.3))
+    """Keep ``low`` … ``high`` Hz (FFT mask with raised-cosine edges a quarter octave wide): a
+    synthetic sound must not leak energy outside the band of the animal it imitates."""
+    spectrum = torch.fft.rfft(wave.double())
+    freqs = torch.fft.rfftfreq(wave.numel(), 1 / rate, dtype=torch.float64)
+    octaves = torch.log2(freqs.clamp_min(1.0))
+    edge = 0.25
+    rise = ((octaves - math.log2(low)) / edge + 0.5).clamp(0, 1)
+    fall = ((math.log2(high) - octaves) / edge + 0.5).clamp(0, 1)
+    mask = torch.sin(0.5 * math.pi * rise) ** 2 * torch.sin(0.5 * math.pi * fall) ** 2
+    return torch.fft.irfft(spectrum * mask, wave.numel()).float()
 
 
 def humpback_like(rate: int, generator: torch.Generator) -> torch.Tensor:
@@ -113,9 +122,8 @@ def humpback_like(rate: int, generator: torch.Generator) -> torch.Tensor:
     elif kind == 2:  # pulsed unit: creak / buzz, band-limited click train
         pulses = contour(n, rate, _log_uniform(3.0, 150.0, generator), generator)
         low = _log_uniform(80.0, 1000.0, generator)
-        sound = band_pass(
-            click_train(n, rate, pulses, generator), rate, low, low * uniform(2, 8, generator)
-        )
+        high = min(low * uniform(2, 8, generator), 4000.0)
+        sound = band_pass(click_train(n, rate, pulses, generator), rate, low, high)
     else:  # growl: broadband low noise, amplitude-modulated, sometimes with a low tone
         low = _log_uniform(40.0, 200.0, generator)
         noise = band_pass(
@@ -147,8 +155,16 @@ def jumpy_contour(
 
 
 def orca_like(rate: int, generator: torch.Generator) -> torch.Tensor:
-    """One synthetic killer-whale sound: a pulsed call (3/4) or a whistle."""
-    if float(torch.rand((), generator=generator)) < 0.75:
+    """One synthetic killer-whale sound: clicks (1/5), a pulsed call (3/5) or a whistle."""
+    draw = float(torch.rand((), generator=generator))
+    if draw < 0.2:  # echolocation: a train of broadband clicks above 2 kHz
+        n = round(uniform(0.3, 2.0, generator) * rate)
+        pulses = contour(n, rate, _log_uniform(5.0, 120.0, generator), generator)
+        clicks = click_train(n, rate, pulses, generator)
+        return band_pass(clicks, rate, uniform(1500, 3000, generator), rate / 2) * envelope(
+            n, rate, generator
+        )
+    if draw < 0.8:
         n = round(uniform(0.5, 2.0, generator) * rate)
         prr = jumpy_contour(n, rate, 300.0, 2000.0, generator)
         harmonics = int(rate / 2 / 300)
