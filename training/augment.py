@@ -30,6 +30,7 @@ class MixSettings:
     gain_db: tuple[float, float] = (-6.0, 6.0)  # the whole window's level
     synthetic_fraction: float = 0.0  # positives that are synthetic humpback-like calls
     synthetic_negative_fraction: float = 0.0  # hard negatives that are synthetic orca-like calls
+    splice_prob: float = 0.0  # background cut at a random point to another (a click at the join)
 
 
 def _pick(items: list[torch.Tensor], generator: torch.Generator) -> torch.Tensor:
@@ -125,9 +126,22 @@ class WindowMixer:
         if float(torch.rand((), generator=generator)) < s.extra_background_prob:
             extra = crop_or_loop(_pick(self.backgrounds, generator), self.length, generator)
             out += extra / power(extra).sqrt() * level * 10 ** (uniform(-10, 0, generator) / 20)
+        if float(torch.rand((), generator=generator)) < s.splice_prob:
+            out = self.splice(out, generator)
         if float(torch.rand((), generator=generator)) < s.hum_prob:
             tone = hum(self.length, self.rate, generator)
             out += tone / power(tone).sqrt() * level * 10 ** (uniform(-20, 5, generator) / 20)
+        return out
+
+    def splice(self, window: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """From a random point on, another background stretch at ±6 dB of this one's level, joined
+        without a crossfade: the step and click at the join are not a call (streams are spliced
+        from segments, recorders glitch)."""
+        at = 1 + int(torch.randint(self.length - 1, (), generator=generator))
+        other = crop_or_loop(_pick(self.backgrounds, generator), self.length - at, generator)
+        gain = power(window).sqrt() / power(other).sqrt() * 10 ** (uniform(-6, 6, generator) / 20)
+        out = window.clone()
+        out[at:] = other * gain
         return out
 
     def place(

@@ -77,6 +77,7 @@ class TrainClassifierSettings:
     hard_negative_fraction: float = 0.25
     synthetic_fraction: float = 0.0  # positives that are synthetic humpback-like units
     synthetic_negative_fraction: float = 0.0  # hard negatives that are synthetic orca-like calls
+    splice_prob: float = 0.0  # windows whose background is cut to another one (a join click)
     amp: bool = True  # bf16 autocast on CUDA
     device: str = "auto"
     seed: int = 1234
@@ -142,6 +143,7 @@ def window_mixer(
             gain_db=settings.gain_db,
             synthetic_fraction=settings.synthetic_fraction,
             synthetic_negative_fraction=settings.synthetic_negative_fraction,
+            splice_prob=settings.splice_prob,
         ),
     )
 
