@@ -7,11 +7,13 @@ recipe into a fresh work folder (``--run``; settings as training.default_model's
 
     python bench/detector.py                       # the table of models/default
     python bench/detector.py --run --out runs/bench-detector --set train_classifier.epochs=8
+    python bench/detector.py --run --cv-only --set 'default_model.folds=["chirp","buzz"]'
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import sys
 from pathlib import Path
@@ -50,6 +52,9 @@ def main() -> int:
     parser.add_argument("--bundle", type=Path, default=ROOT / "models" / "default")
     parser.add_argument("--run", action="store_true", help="run the recipe first")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-detector")
+    parser.add_argument(
+        "--cv-only", action="store_true", help="with --run: the cross-validation only"
+    )
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
     args = parser.parse_args()
     bundle_dir = args.bundle
@@ -59,10 +64,14 @@ def main() -> int:
         argv = ["--config", str(ROOT / "config" / "training.toml"), "--out", str(args.out)]
         for item in args.set:
             argv += ["--set", item]
-        if default_model(argv) != 0:
+        if default_model(argv + ["--cv-only"] * args.cv_only) != 0:
             return 2
         bundle_dir = args.out / "export" / "bundle"
-    cv = load_bundle(bundle_dir).metrics["cross_validation"]
+    if args.run and args.cv_only:
+        metrics = json.loads((args.out / "evaluation" / "metrics.json").read_text("utf-8"))
+        cv = metrics["models"]["detector"]["cross_validation"]
+    else:
+        cv = load_bundle(bundle_dir).metrics["cross_validation"]
     print(f"machine: {platform.machine()}, {platform.python_version()}; bundle {bundle_dir}")
     print(table(cv))
     return 0

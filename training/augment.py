@@ -13,6 +13,7 @@ import torch
 import torchaudio.functional as AF
 
 from training.corruption import uniform
+from training.synthetic_calls import humpback_like, orca_like
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,8 @@ class MixSettings:
     hum_prob: float = 0.2  # mains hum (60 Hz + harmonics) added to the background
     gain_db: tuple[float, float] = (-6.0, 6.0)  # the whole window's level
     synthetic_fraction: float = 0.0  # positives that are synthetic humpback-like calls
+    synthetic_negative_fraction: float = 0.0  # hard negatives that are synthetic orca-like calls
+    splice_prob: float = 0.0  # background cut at a random point to another (a click at the join)
 
 
 def _pick(items: list[torch.Tensor], generator: torch.Generator) -> torch.Tensor:
@@ -84,35 +87,6 @@ def hum(length: int, rate: int, generator: torch.Generator) -> torch.Tensor:
     return out
 
 
-def synthetic_call(rate: int, generator: torch.Generator) -> torch.Tensor:
-    """A humpback-like unit: an FM sweep (up, down or arched) with harmonics, or a pulsed
-    train, in the catalogue's ranges (fundamentals ~80 Hz … 2 kHz, 0.3–3 s)."""
-    duration = uniform(0.3, 3.0, generator)
-    n = round(duration * rate)
-    t = torch.arange(n) / rate
-    f0 = math.exp(uniform(math.log(80.0), math.log(1500.0), generator))
-    f1 = f0 * 2 ** uniform(-1.5, 1.5, generator)
-    shape = int(torch.randint(3, (), generator=generator))
-    progress = t / duration
-    if shape == 0:
-        freq = f0 + (f1 - f0) * progress
-    elif shape == 1:
-        freq = f0 * (f1 / f0) ** progress
-    else:
-        freq = f0 + (f1 - f0) * torch.sin(math.pi * progress)
-    phase = 2 * math.pi * torch.cumsum(freq, 0) / rate
-    out = torch.zeros(n)
-    harmonics = int(torch.randint(1, 6, (), generator=generator))
-    for k in range(1, harmonics + 1):
-        above = (freq * k < rate / 2).float()
-        out += above * torch.sin(k * phase) * uniform(0.3, 1.0, generator) / k
-    if float(torch.rand((), generator=generator)) < 0.3:  # pulsed: a grunt/buzz-like train
-        rate_hz = uniform(5.0, 60.0, generator)
-        out *= (torch.sin(2 * math.pi * rate_hz * t) > 0.3).float()
-    envelope = torch.sin(math.pi * progress).clamp_min(0) ** 0.5
-    return out * envelope
-
-
 @dataclass
 class WindowMixer:
     """Makes (windows, is_call) batches from the sources. Calls and negatives are whole
@@ -152,9 +126,22 @@ class WindowMixer:
         if float(torch.rand((), generator=generator)) < s.extra_background_prob:
             extra = crop_or_loop(_pick(self.backgrounds, generator), self.length, generator)
             out += extra / power(extra).sqrt() * level * 10 ** (uniform(-10, 0, generator) / 20)
+        if float(torch.rand((), generator=generator)) < s.splice_prob:
+            out = self.splice(out, generator)
         if float(torch.rand((), generator=generator)) < s.hum_prob:
             tone = hum(self.length, self.rate, generator)
             out += tone / power(tone).sqrt() * level * 10 ** (uniform(-20, 5, generator) / 20)
+        return out
+
+    def splice(self, window: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """From a random point on, another background stretch at ±6 dB of this one's level, joined
+        without a crossfade: the step and click at the join are not a call (streams are spliced
+        from segments, recorders glitch)."""
+        at = 1 + int(torch.randint(self.length - 1, (), generator=generator))
+        other = crop_or_loop(_pick(self.backgrounds, generator), self.length - at, generator)
+        gain = power(window).sqrt() / power(other).sqrt() * 10 ** (uniform(-6, 6, generator) / 20)
+        out = window.clone()
+        out[at:] = other * gain
         return out
 
     def place(
@@ -174,7 +161,7 @@ class WindowMixer:
     def call(self, generator: torch.Generator) -> torch.Tensor:
         s = self.settings
         if not self.calls or float(torch.rand((), generator=generator)) < s.synthetic_fraction:
-            sound = synthetic_call(self.rate, generator)
+            sound = humpback_like(self.rate, generator)
         else:
             sound = _pick(self.calls, generator)
         sound = resample_by(sound, 2 ** uniform(-s.pitch_octaves, s.pitch_octaves, generator))
@@ -183,6 +170,16 @@ class WindowMixer:
             sound = band_eq(sound, self.rate, generator, uniform(*s.eq_gain_db, generator))
         return sound
 
+    def hard_negative(self, generator: torch.Generator) -> torch.Tensor | None:
+        """Another animal's call: a stretch of a real recording or a synthetic orca-like one."""
+        synthetic = (
+            float(torch.rand((), generator=generator)) < self.settings.synthetic_negative_fraction
+        )
+        if synthetic or not self.hard_negatives:
+            return orca_like(self.rate, generator) if synthetic else None
+        negative = crop_or_loop(_pick(self.hard_negatives, generator), self.length, generator)
+        return negative[: round(uniform(0.5, 5.0, generator) * self.rate)]
+
     def window(self, positive: bool, generator: torch.Generator) -> torch.Tensor:
         s = self.settings
         out = self.background(generator)
@@ -190,10 +187,8 @@ class WindowMixer:
             out = self.place(
                 out, self.call(generator), uniform(*s.call_snr_db, generator), generator
             )
-        elif self.hard_negatives and float(torch.rand((), generator=generator)) < (
-            s.hard_negative_fraction
-        ):
-            negative = crop_or_loop(_pick(self.hard_negatives, generator), self.length, generator)
-            negative = negative[: round(uniform(0.5, 5.0, generator) * self.rate)]
-            out = self.place(out, negative, uniform(-5.0, 20.0, generator), generator)
+        elif float(torch.rand((), generator=generator)) < s.hard_negative_fraction:
+            negative = self.hard_negative(generator)
+            if negative is not None:
+                out = self.place(out, negative, uniform(-5.0, 20.0, generator), generator)
         return out * 10 ** (uniform(*s.gain_db, generator) / 20)

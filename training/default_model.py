@@ -10,8 +10,9 @@
    provenance of its training audio, is written to DIR (``models/default``).
 
 ``python -m training.default_model --config config/training.toml --out runs/default-model
---install models/default [--set section.key=VALUE ...]``. Each model is a resumable step run
-under ``--out``: a rerun with the same settings skips the finished ones."""
+--install models/default [--cv-only] [--set section.key=VALUE ...]``. Each model is a resumable
+step run under ``--out``: a rerun with the same settings skips the finished ones. ``--cv-only``
+stops after step 1 (a variant's figure, in ``--out``/evaluation/metrics.json)."""
 
 from __future__ import annotations
 
@@ -23,11 +24,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from models.bundle import MANIFEST, bundle_files, load_bundle
 from training.cli_support import parse_overrides
-from training.detector_eval import StreamSettings, choose_rules, cross_validate
+from training.detector_eval import FoldScores, StreamSettings, choose_rules, cross_validate
 from training.export import ExportSettings, run_export
 from training.manifest import Clip, write_manifest
 from training.open_audio import DATA, open_audio_clips
@@ -130,11 +132,23 @@ def provenance_text(clips: list[Clip], cv: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def save_scores(folds: list[FoldScores], path: Path) -> None:
+    """Every fold's window scores on its two streams and its call spans, for diagnosis."""
+    arrays: dict[str, np.ndarray] = {}
+    for fold in folds:
+        arrays[f"{fold.call_type}.calls"] = fold.call_scores
+        arrays[f"{fold.call_type}.call_spans"] = np.asarray(fold.calls, dtype=np.float64)
+        arrays[f"{fold.call_type}.background"] = fold.background_scores
+    np.savez(path, **arrays)
+
+
 def run_default_model(
     recipe: TrainClassifierSettings,
     settings: DefaultModelSettings,
     out: Path,
     install_to: Path | None = None,
+    *,
+    cv_only: bool = False,
 ) -> Path:
     torch.set_num_threads(settings.threads)
     clips = open_audio_clips()
@@ -155,6 +169,9 @@ def run_default_model(
     evaluation = out / "evaluation"
     evaluation.mkdir(parents=True, exist_ok=True)
     atomic_write_json(evaluation / "metrics.json", evaluation_metrics(cv, settings.hop_s))
+    save_scores(folds, evaluation / "window_scores.npz")
+    if cv_only:
+        return evaluation
     all_clips = open_audio_clips(all_train=True)
     classifier = _train(recipe, all_clips, out / "full")
     export = out / "export"
@@ -176,6 +193,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, help="training TOML ([train_classifier] recipe)")
     parser.add_argument("--out", type=Path, required=True, help="work folder (resumes)")
     parser.add_argument("--install", type=Path, help="write the finished bundle here")
+    parser.add_argument(
+        "--cv-only",
+        action="store_true",
+        help="stop after the cross-validation (no full model, no export): a variant's figure",
+    )
     parser.add_argument(
         "--set",
         action="append",
@@ -201,7 +223,9 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(
             DefaultModelSettings, config, "default_model", overrides["default_model"]
         )
-        bundle = run_default_model(replace(recipe), settings, args.out, args.install)
+        bundle = run_default_model(
+            replace(recipe), settings, args.out, args.install, cv_only=args.cv_only
+        )
     except (ValueError, OSError) as error:
         print(f"default-model: {error}", file=sys.stderr)
         return 2

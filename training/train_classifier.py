@@ -75,7 +75,9 @@ class TrainClassifierSettings:
     hum_prob: float = 0.2
     gain_db: tuple[float, float] = (-6.0, 6.0)
     hard_negative_fraction: float = 0.25
-    synthetic_fraction: float = 0.0
+    synthetic_fraction: float = 0.0  # positives that are synthetic humpback-like units
+    synthetic_negative_fraction: float = 0.0  # hard negatives that are synthetic orca-like calls
+    splice_prob: float = 0.0  # windows whose background is cut to another one (a join click)
     amp: bool = True  # bf16 autocast on CUDA
     device: str = "auto"
     seed: int = 1234
@@ -140,6 +142,8 @@ def window_mixer(
             hum_prob=settings.hum_prob,
             gain_db=settings.gain_db,
             synthetic_fraction=settings.synthetic_fraction,
+            synthetic_negative_fraction=settings.synthetic_negative_fraction,
+            splice_prob=settings.splice_prob,
         ),
     )
 

@@ -1,0 +1,38 @@
+"""Window mixing's background splice: a cut to another background at a level step within ±6 dB,
+as the benchmark's rotated streams (and recorder glitches) have."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from training.augment import MixSettings, WindowMixer
+
+RATE = 16000
+
+
+def test_splice_cuts_to_another_background_at_a_bounded_level_step() -> None:
+    quiet, loud = torch.full((RATE * 8,), 0.01), torch.full((RATE * 8,), 0.05)
+    settings = MixSettings(splice_prob=1.0, extra_background_prob=0.0, hum_prob=0.0)
+    mixer = WindowMixer([quiet], [quiet, loud], [], [], RATE, RATE * 5, settings)
+    generator = torch.Generator().manual_seed(4)
+    steps = []
+    for _ in range(20):
+        window = mixer.background(generator)
+        first = float(window[0])
+        assert math.isclose(first, 0.01, rel_tol=1e-6) or math.isclose(
+            first, 0.05, rel_tol=1e-6
+        )  # its own level kept
+        levels = torch.unique(window)
+        assert len(levels) <= 2
+        steps.append(20 * math.log10(float(window[-1]) / first))
+    assert all(abs(step) <= 6.0 + 1e-3 for step in steps)
+    assert sum(abs(step) > 0.5 for step in steps) >= 15  # a real step, not a copy
+
+
+def test_no_splice_by_default() -> None:
+    quiet = torch.full((RATE * 8,), 0.01)
+    mixer = WindowMixer([quiet], [quiet], [], [], RATE, RATE * 5, MixSettings(hum_prob=0.0))
+    window = mixer.background(torch.Generator().manual_seed(1))
+    assert torch.unique(window).numel() == 1
