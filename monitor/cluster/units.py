@@ -72,7 +72,8 @@ def plan_units(span: ReplayRange, unit_s: float) -> list[WorkUnit]:
 @dataclass(frozen=True, slots=True)
 class UnitReach:
     """What one attempt at a unit scores: windows starting in ``[first_window, last_window)``,
-    with audio read from ``read_from`` (the resume margin before the first window)."""
+    with audio read from ``read_from`` (the resume margin before the first window, clipped to the
+    range start)."""
 
     first_window: datetime
     last_window: datetime
@@ -80,7 +81,7 @@ class UnitReach:
 
     @property
     def at_range_start(self) -> bool:
-        return self.read_from == self.first_window
+        return self.read_from == self.first_window  # only at the range start
 
 
 def reach(
@@ -93,7 +94,9 @@ def reach(
 ) -> UnitReach:
     """The windows an attempt scores with ``warmup_s`` of warm-up (clipped to the range)."""
     first = max(span.start, unit.start - timedelta(seconds=warmup_s))
-    read_from = first if first == span.start else first - timedelta(seconds=margin_s)
+    # Never before the range start: the unbroken run reads nothing there either (stage 1's
+    # background floor would hold audio it never had).
+    read_from = max(span.start, first - timedelta(seconds=margin_s))
     last = min(span.end, unit.end + timedelta(seconds=follow_s))
     return UnitReach(first, last, read_from)
 
