@@ -100,7 +100,9 @@ class StageSync:
     lead_s: float  # a box starts at most this long after the window it chose
 
     @classmethod
-    def of(cls, detector: DetectorSettings, trusted_from: datetime, window_s: float, hop_s: float):
+    def of(
+        cls, detector: DetectorSettings, trusted_from: datetime, window_s: float, hop_s: float
+    ) -> StageSync:
         hop = detector.frame_hop_s
         floor_s = (
             detector.history_s
@@ -154,8 +156,8 @@ class UnitWatch:
         self.audio_s += own.overlap_s(segment.start_utc, segment.end_utc)
         stage = self.stage
         if stage is not None and self.floor_own_at is None:
-            trusted = WindowRange(stage.trusted_from, segment.end_utc + timedelta(seconds=1))
-            self.trusted_s += trusted.overlap_s(segment.start_utc, segment.end_utc)
+            begin = max(segment.start_utc, stage.trusted_from)
+            self.trusted_s += max(0.0, (segment.end_utc - begin).total_seconds())
             if self.trusted_s >= stage.floor_s:
                 extra = timedelta(seconds=self.trusted_s - stage.floor_s)
                 self.floor_own_at = segment.end_utc - extra
