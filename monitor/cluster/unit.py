@@ -112,6 +112,21 @@ class StageSync:
         )
         return cls(trusted_from, floor_s, detector.merge_gap_s + 2 * hop, window_s / 2 + hop_s)
 
+    @property
+    def floor_own_at(self) -> datetime:
+        """Where the floor is the unit's own when the audio from ``trusted_from`` has no gap."""
+        return self.trusted_from + timedelta(seconds=self.floor_s)
+
+    def synced(
+        self, floor_own_at: datetime, quiet_from: datetime, heard_until: datetime
+    ) -> datetime | None:
+        """The synced moment, if stage 1's present stretch without an active frame (from
+        ``quiet_from`` to ``heard_until``) holds ``merge_s`` over the unit's own floor: no region
+        is open there in either run, and every box after it is the same in both."""
+        begin = max(quiet_from, floor_own_at)
+        merge = timedelta(seconds=self.merge_s)
+        return begin + merge if heard_until - begin >= merge else None
+
 
 class UnitWatch:
     """Hears the unit's progress (the daemon's ``Progress``): settles the event state before the
@@ -172,14 +187,8 @@ class UnitWatch:
         if not isinstance(selection, Cascade):
             return
         quiet, heard = selection.stage.quiet_from, selection.stage.heard_until
-        if quiet is None or heard is None:
-            return
-        # No active frame for merge_s, all of it over the unit's own floor: no region is open
-        # there in either run, and every box after it is the same in both.
-        begin = max(quiet, self.floor_own_at)
-        merge = timedelta(seconds=stage.merge_s)
-        if heard - begin >= merge:
-            self.synced = begin + merge
+        if quiet is not None and heard is not None:
+            self.synced = stage.synced(self.floor_own_at, quiet, heard)
 
     def update(self, feed: str, until: datetime) -> None:
         assert self.daemon is not None
