@@ -78,10 +78,7 @@ class UnitReach:
     first_window: datetime
     last_window: datetime
     read_from: datetime
-
-    @property
-    def at_range_start(self) -> bool:
-        return self.read_from == self.first_window  # only at the range start
+    at_range_start: bool  # the first window is the range's (not: no margin was needed)
 
 
 def reach(
@@ -98,7 +95,7 @@ def reach(
     # background floor would hold audio it never had).
     read_from = max(span.start, first - timedelta(seconds=margin_s))
     last = min(span.end, unit.end + timedelta(seconds=follow_s))
-    return UnitReach(first, last, read_from)
+    return UnitReach(first, last, read_from, first == span.start)
 
 
 def follow_seconds(max_duration_s: float, quiet_s: float, window_s: float, hop_s: float) -> float:
