@@ -63,6 +63,7 @@ class RegionTracker:
         self._max_frames = max(1, round(settings.max_duration_s / hop))
         self._open: _Region | None = None
         self._next_frame: int | None = None
+        self.quiet_from: int | None = None  # the frame after the last active one (or the first)
 
     @property
     def open_first_frame(self) -> int | None:
@@ -76,6 +77,8 @@ class RegionTracker:
         peak_bin = np.argmax(np.where(active, snr, -np.inf), axis=1)
         peak = snr[np.arange(snr.shape[0]), peak_bin]
         out: list[CandidateBox] = []
+        if self.quiet_from is None:
+            self.quiet_from = cells.first_frame
         self._next_frame = cells.first_frame + cells.frames
         for row in [*np.flatnonzero(any_active).tolist(), None]:
             frame = self._next_frame if row is None else cells.first_frame + row
@@ -92,6 +95,7 @@ class RegionTracker:
                 hits = np.zeros(active.shape[1], dtype=np.int32)
                 self._open = region = _Region(frame, frame, hits, 0, -np.inf, 0)
             region.last = frame
+            self.quiet_from = frame + 1
             region.hits += active[row]
             region.frames += 1
             if peak[row] > region.peak_snr:

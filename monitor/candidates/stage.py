@@ -33,6 +33,23 @@ class CandidateStage:
         """Every box that starts before this moment has been handed out (None: nothing read)."""
         return self._settled
 
+    @property
+    def quiet_from(self) -> datetime | None:
+        """Where the present stretch without an active frame began (None: nothing read); it
+        lasts until ``heard_until``."""
+        regions, front = self._regions, self._front
+        if regions is None or front is None or regions.quiet_from is None:
+            return None
+        return self._moment(front, regions.quiet_from)
+
+    @property
+    def heard_until(self) -> datetime | None:
+        """The end of the frames handed out so far (None: nothing read)."""
+        front = self._front
+        if front is None or front.next_frame is None:
+            return None
+        return self._moment(front, front.next_frame)
+
     def feed(self, chunk: AudioChunk) -> list[CandidateBox]:
         return self.feed_samples(chunk.samples[0], chunk.start_utc, chunk.sample_rate)
 
@@ -66,7 +83,10 @@ class CandidateStage:
             first = front.next_frame
         if first is None:
             return
-        index = front.frame_centre(first) - front.hop // 2
-        moment = after_samples(_EPOCH, index, front.sample_rate)
+        moment = self._moment(front, first)
         if self._settled is None or moment > self._settled:
             self._settled = moment
+
+    @staticmethod
+    def _moment(front: SpectrogramFrontEnd, frame: int) -> datetime:
+        return after_samples(_EPOCH, front.frame_centre(frame) - front.hop // 2, front.sample_rate)

@@ -41,6 +41,7 @@ from monitor.health.logs import configure_logging, get_logger
 from monitor.publish.output import Output
 from monitor.runtime.modes import ReplayMode
 from monitor.runtime.progress import ReplayProgress
+from monitor.runtime.selection import selection_margin_s
 from monitor.timebase import format_utc, utc_now
 
 log = get_logger(__name__)
@@ -149,7 +150,10 @@ class ClusterReplay:
         info = infos[0]
         window = self.config.windows.resolved(info.window_seconds)
         assert window.length_s is not None
-        pipeline = self.config.daemon.pipeline.for_models(window.length_s, info.denoise_geometry)
+        # The units' resume margin is the single-process daemon's: stage 1's history included.
+        pipeline = self.config.daemon.pipeline.for_models(
+            window.length_s, info.denoise_geometry, selection_margin_s(self.config.detector)
+        )
         config_ref = ray.put(self.config)
 
         feeds = {feed: _Feed([u for u in self.units if u.feed == feed]) for feed in self.span.feeds}

@@ -72,15 +72,13 @@ def plan_units(span: ReplayRange, unit_s: float) -> list[WorkUnit]:
 @dataclass(frozen=True, slots=True)
 class UnitReach:
     """What one attempt at a unit scores: windows starting in ``[first_window, last_window)``,
-    with audio read from ``read_from`` (the resume margin before the first window)."""
+    with audio read from ``read_from`` (the resume margin before the first window, clipped to the
+    range start)."""
 
     first_window: datetime
     last_window: datetime
     read_from: datetime
-
-    @property
-    def at_range_start(self) -> bool:
-        return self.read_from == self.first_window
+    at_range_start: bool  # the first window is the range's (not: no margin was needed)
 
 
 def reach(
@@ -93,9 +91,11 @@ def reach(
 ) -> UnitReach:
     """The windows an attempt scores with ``warmup_s`` of warm-up (clipped to the range)."""
     first = max(span.start, unit.start - timedelta(seconds=warmup_s))
-    read_from = first if first == span.start else first - timedelta(seconds=margin_s)
+    # Never before the range start: the unbroken run reads nothing there either (stage 1's
+    # background floor would hold audio it never had).
+    read_from = max(span.start, first - timedelta(seconds=margin_s))
     last = min(span.end, unit.end + timedelta(seconds=follow_s))
-    return UnitReach(first, last, read_from)
+    return UnitReach(first, last, read_from, first == span.start)
 
 
 def follow_seconds(max_duration_s: float, quiet_s: float, window_s: float, hop_s: float) -> float:

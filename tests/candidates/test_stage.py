@@ -9,6 +9,9 @@ import numpy as np
 import pytest
 
 from monitor.candidates.settings import DetectorSettings
+from monitor.candidates.stage import CandidateStage
+from monitor.cluster.unit import StageSync
+from monitor.ingest.demo_node import RATE
 from tests.support.candidates import HUM, T0, detect, hum_segment, mixed, seconds
 
 # Each call well inside one 10 s background segment (the bed splices a new recording every 10 s).
@@ -88,3 +91,27 @@ def test_a_gap_closes_the_open_box() -> None:
     assert stage.settled_until is not None and seconds(stage.settled_until) <= 12.6
     closed = stage.close()
     assert len(closed) == 1 and seconds(closed[0].end_utc) == pytest.approx(14.0, abs=0.1)
+
+
+@pytest.mark.parametrize("begin_s", [13.0, 19.0, 40.0, 44.0])
+def test_a_stage_started_late_agrees_once_synced(begin_s: float) -> None:
+    """What a cluster work unit relies on: a stage that starts reading later (inside a call,
+    or within ``history_s`` before one) gives the unbroken run's boxes from the moment
+    ``StageSync`` calls synced: its floor its own, then ``merge_gap_s`` without an active
+    frame."""
+    signal, _truth = mixed(PLACED)
+    signal = signal[: RATE * 60]
+    settings = DetectorSettings()
+    full = detect(signal)
+    sync = StageSync.of(settings, T0 + timedelta(seconds=begin_s), window_s=1.0, hop_s=0.5)
+    stage = CandidateStage(settings)
+    at, boxes, synced = round(begin_s * RATE), [], None
+    while at < signal.shape[0]:
+        boxes += stage.feed_samples(signal[at : at + RATE], T0 + timedelta(seconds=at / RATE), RATE)
+        quiet, heard = stage.quiet_from, stage.heard_until
+        if synced is None and quiet is not None and heard is not None:
+            synced = sync.synced(sync.floor_own_at, quiet, heard)
+        at += RATE
+    boxes += stage.close()
+    assert synced is not None and seconds(synced) < begin_s + 15.0
+    assert [b for b in boxes if b.start_utc >= synced] == [b for b in full if b.start_utc >= synced]

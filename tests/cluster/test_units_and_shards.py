@@ -44,6 +44,13 @@ def test_a_units_reach_stays_inside_the_range() -> None:
     assert inside.first_window == second.start - timedelta(seconds=60)
     assert inside.read_from == inside.first_window - timedelta(seconds=0.5)
     assert inside.last_window == span.end and not inside.at_range_start
+    # A warm-up reaching almost to the range start reads no audio before it (the single-process
+    # replay has none), and without a margin a unit inside the range is still not at its start.
+    near = reach(second, span, warmup_s=3598, margin_s=6.5, follow_s=330)
+    assert near.first_window == span.start + timedelta(seconds=2)
+    assert near.read_from == span.start and not near.at_range_start
+    bare = reach(second, span, warmup_s=60, margin_s=0.0, follow_s=330)
+    assert bare.read_from == bare.first_window and not bare.at_range_start
 
 
 def test_each_detection_start_is_owned_by_one_unit() -> None:
