@@ -64,6 +64,24 @@ def table(cv: dict) -> str:
     return "\n".join(lines)
 
 
+def sweep_table(results: dict[str, dict]) -> str:
+    """Recall, types found and FP/h of each mode per threshold, side by side."""
+    modes = list(results)
+    lines = [
+        "Per threshold (1 positive window or candidate, quiet 3 s), all folds:",
+        "",
+        "| threshold | " + " | ".join(f"{m} recall | {m} types | {m} FP/h" for m in modes) + " |",
+        "|---|" + "---|---|---|" * len(modes),
+    ]
+    rows = zip(*(results[m]["sweep"] for m in modes), strict=True)
+    for points in rows:
+        cells = " | ".join(
+            f"{p['recall']:.2f} | {p['types_detected']} | {p['false_per_hour']:.1f}" for p in points
+        )
+        lines.append(f"| {points[0]['rules']['threshold']} | {cells} |")
+    return "\n".join(lines)
+
+
 def rescore(run: Path, out: Path, modes: list[str], overrides: list[str]) -> dict:
     """The fold models of ``run`` re-scored in ``modes`` (no training)."""
     import torch
@@ -114,7 +132,7 @@ def main() -> int:
             print(f"detector benchmark: {error}", file=sys.stderr)
             return 2
         print(f"machine: {platform.machine()}, {platform.python_version()}; folds {args.rescore}")
-        print("\n\n".join(table(cv) for cv in results.values()))
+        print("\n\n".join([table(cv) for cv in results.values()] + [sweep_table(results)]))
         return 0
     bundle_dir = args.bundle
     if args.run:

@@ -437,9 +437,23 @@ def fold_models(run: Path) -> Callable[[list[Clip], str], Path]:
 def compare_modes(
     folds: list[FoldScores], hop_s: float, window_s: float, modes: Sequence[str]
 ) -> dict[str, dict[str, Any]]:
-    """Each mode's operating point, chosen over the folds, and its per-type figures."""
+    """Each mode's operating point, chosen over the folds, and its per-type figures; and its
+    recall and false detections at every threshold of the grid (1 positive window or candidate,
+    quiet 3 s), to compare the modes away from the operating point."""
     return {
         mode: choose_rules(folds, hop_s, window_s, mode)
-        | {"max_false_per_hour": MAX_FALSE_PER_HOUR, "window_s": window_s, "hop_s": hop_s}
+        | {
+            "max_false_per_hour": MAX_FALSE_PER_HOUR,
+            "window_s": window_s,
+            "hop_s": hop_s,
+            "sweep": [
+                {
+                    key: result[key]
+                    for key in ("rules", "recall", "types_detected", "false_per_hour")
+                }
+                for threshold in RULE_GRID["threshold"]
+                for result in [summarise(folds, Rules(threshold, 1, 3.0), hop_s, window_s, mode)]
+            ],
+        }
         for mode in modes
     }

@@ -12,9 +12,11 @@ import torch
 from models.classifier.ast import load_classifier
 from tests.support.tiny_ast import save_tiny_ast
 from training.detector_eval import (
+    RULE_GRID,
     FoldScores,
     Rules,
     cascade_selection,
+    compare_modes,
     detections,
     fold_result,
     window_scores,
@@ -75,3 +77,8 @@ def test_cascade_mode_scores_only_the_windows_on_stage_one_boxes(tmp_path: Path)
     assert cascade["box_recall"] == 1.0 and cascade["background_scored_fraction"] == 0.0
     assert every["false_detections"] == 1  # every window is positive at threshold 0
     assert "box_recall" not in every
+
+    both = compare_modes([fold], hop_s, window_s, ["every-window", "cascade"])
+    assert [cv["mode"] for cv in both.values()] == ["every-window", "cascade"]
+    assert both["cascade"]["per_type"][0]["box_recall"] == 1.0
+    assert len(both["cascade"]["sweep"]) == len(RULE_GRID["threshold"])
