@@ -29,7 +29,13 @@ import torch
 
 from models.bundle import MANIFEST, bundle_files, load_bundle
 from training.cli_support import parse_overrides
-from training.detector_eval import FoldScores, StreamSettings, choose_rules, cross_validate
+from training.detector_eval import (
+    MAX_FALSE_PER_HOUR,
+    FoldScores,
+    StreamSettings,
+    choose_rules,
+    cross_validate,
+)
 from training.export import ExportSettings, run_export
 from training.manifest import Clip, write_manifest
 from training.open_audio import DATA, open_audio_clips
@@ -49,6 +55,15 @@ class DefaultModelSettings:
     snrs_db: tuple[float, ...] = (0.0, 5.0, 10.0, 15.0, 20.0)
     repeats: int = 2
     threads: int = 1  # torch threads (the machine is shared)
+
+
+def stream_settings(settings: DefaultModelSettings) -> StreamSettings:
+    return StreamSettings(
+        hop_s=settings.hop_s,
+        snrs_db=settings.snrs_db,
+        repeats=settings.repeats,
+        background_hours=settings.background_hours,
+    )
 
 
 def _train(settings: TrainClassifierSettings, clips: list[Clip], folder: Path) -> Path:
@@ -152,12 +167,7 @@ def run_default_model(
 ) -> Path:
     torch.set_num_threads(settings.threads)
     clips = open_audio_clips()
-    streams = StreamSettings(
-        hop_s=settings.hop_s,
-        snrs_db=settings.snrs_db,
-        repeats=settings.repeats,
-        background_hours=settings.background_hours,
-    )
+    streams = stream_settings(settings)
     folds, window_s = cross_validate(
         clips,
         lambda kept, name: _train(recipe, kept, out / "folds" / name),
@@ -165,7 +175,7 @@ def run_default_model(
         types=settings.folds or None,
     )
     cv = choose_rules(folds, settings.hop_s, window_s)
-    cv |= {"max_false_per_hour": 2.0, "window_s": window_s, "hop_s": settings.hop_s}
+    cv |= {"max_false_per_hour": MAX_FALSE_PER_HOUR, "window_s": window_s, "hop_s": settings.hop_s}
     evaluation = out / "evaluation"
     evaluation.mkdir(parents=True, exist_ok=True)
     atomic_write_json(evaluation / "metrics.json", evaluation_metrics(cv, settings.hop_s))

@@ -11,7 +11,13 @@ bundle, the monitor's ``EventBuilder``) over two continuous streams made of held
   every detection there is false.
 
 Window scores are computed once per stream; the event rules (threshold, minimum positive
-windows, quiet time) are then swept on them and one operating point is chosen over all folds."""
+windows, quiet time) are then swept on them and one operating point is chosen over all folds.
+
+Two modes, as the daemon's ``detector.mode``: ``every-window`` scores every window of the grid;
+``cascade`` runs the daemon's own stage 1 and window selection (``monitor.runtime.selection.
+Cascade`` over the stream cut into chunks) and scores only the windows it picks; the others reach
+the event builder unscored, detections take their boxes' start and end, and the minimum positive
+windows rule counts candidates (``min_positive_candidates``)."""
 
 from __future__ import annotations
 
@@ -27,15 +33,23 @@ import numpy as np
 import torch
 
 from models.classifier.ast import Classifier, load_classifier
-from monitor.audio.chunks import Window
+from monitor.audio.chunks import AudioChunk, Window
+from monitor.audio.windows import WindowSettings
+from monitor.candidates.regions import CandidateBox
+from monitor.candidates.settings import DetectorSettings
 from monitor.detect.builder import EventBuilder, EventSettings
 from monitor.detect.records import ModelIdentity, PipelineModels
+from monitor.ingest.slots import SegmentRef
+from monitor.runtime.cutter import WindowCutter, WindowRange
+from monitor.runtime.selection import Cascade
 from training.audio import load_mono
 from training.manifest import Clip
 from training.open_audio import ORCA
 
 FEED = "benchmark"
 EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
+MODES = ("every-window", "cascade")
+CHUNK_S = 10.0  # the cascade's input chunks (an HLS segment); its boxes do not depend on it
 
 
 @dataclass(frozen=True)
@@ -66,14 +80,39 @@ DETECTED_RECALL = 0.5  # a held-out call type counts as detected at this recall 
 
 
 @dataclass(frozen=True)
+class Selection:
+    """The windows (grid indices) the cascade scores on a stream, with the boxes that chose
+    them, and every box it handed to a window."""
+
+    boxes: dict[int, tuple[CandidateBox, ...]]
+    box_spans: list[tuple[float, float]]  # seconds from the stream start
+    windows: int  # windows on the grid
+
+    @property
+    def scored_fraction(self) -> float:
+        return len(self.boxes) / max(self.windows, 1)
+
+
+@dataclass(frozen=True)
 class FoldScores:
-    """One fold's window scores on its two streams, and where its calls are."""
+    """One fold's window scores on its two streams, and where its calls are. Scores are NaN
+    for windows that were not scored (the cascade's unpicked windows when only it ran)."""
 
     call_type: str
     call_scores: np.ndarray
     calls: list[tuple[float, float]]  # call spans (s) in the call stream
     background_scores: np.ndarray
     background_s: float
+    call_selection: Selection | None = None  # None: the cascade was not run
+    background_selection: Selection | None = None
+
+    def selection(self, stream: str, mode: str) -> Selection | None:
+        if mode == "every-window":
+            return None
+        chosen = self.call_selection if stream == "calls" else self.background_selection
+        if chosen is None:
+            raise ValueError(f"{self.call_type}: the cascade was not run on this fold")
+        return chosen
 
 
 def _power(wave: np.ndarray) -> float:
@@ -141,25 +180,78 @@ def negative_stream(
     return stream
 
 
+def grid_windows(samples: int, window_samples: int, hop_samples: int) -> int:
+    return max(0, (samples - window_samples) // hop_samples + 1)
+
+
 def window_scores(
-    classifier: Classifier, stream: np.ndarray, hop_s: float, batch: int = 32
+    classifier: Classifier,
+    stream: np.ndarray,
+    hop_s: float,
+    batch: int = 32,
+    only: Sequence[int] | None = None,
 ) -> np.ndarray:
-    """The target label's score of every window starting at k·hop (the daemon's grid)."""
+    """The target label's score of every window starting at k·hop (the daemon's grid); with
+    ``only``, of those grid indices alone (NaN elsewhere)."""
     length = classifier.window_samples
     hop = round(hop_s * classifier.sample_rate)
-    starts = list(range(0, len(stream) - length + 1, hop))
-    out = []
+    count = grid_windows(len(stream), length, hop)
+    indices = list(range(count)) if only is None else sorted(i for i in only if i < count)
+    out = np.full(count, np.nan, dtype=np.float32)
     tensor = torch.from_numpy(np.ascontiguousarray(stream, dtype=np.float32))
-    for first in range(0, len(starts), batch):
-        waves = torch.stack([tensor[s : s + length] for s in starts[first : first + batch]])
-        out.append(classifier.score(waves)[:, 0].numpy())
-    return np.concatenate(out) if out else np.zeros(0)
+    for first in range(0, len(indices), batch):
+        part = indices[first : first + batch]
+        waves = torch.stack([tensor[i * hop : i * hop + length] for i in part])
+        out[part] = classifier.score(waves)[:, 0].numpy()
+    return out
+
+
+def cascade_selection(
+    stream: np.ndarray,
+    rate: int,
+    window_s: float,
+    hop_s: float,
+    settings: DetectorSettings | None = None,
+) -> Selection:
+    """The daemon's cascade (stage 1 + window selection) over ``stream`` from ``EPOCH``."""
+    cutter = WindowCutter(FEED, WindowSettings(window_s, hop_s), WindowRange(), 60.0, None)
+    cascade = Cascade(cutter, settings or DetectorSettings(mode="cascade"))
+    step = round(CHUNK_S * rate)
+    selected = []
+    for number, at in enumerate(range(0, len(stream), step)):
+        ref = SegmentRef(FEED, f"stream/{number}", 0, number)
+        start = EPOCH + timedelta(seconds=at / rate)
+        chunk = AudioChunk(FEED, start, rate, stream[np.newaxis, at : at + step], ref)
+        selected += cascade.cut(chunk)
+    selected += cascade.flush()
+    boxes, spans = {}, {}
+    for item in selected:
+        if item.score:
+            index = round((item.window.start_utc - EPOCH).total_seconds() / hop_s)
+            boxes[index] = item.boxes
+        for box in item.boxes:
+            spans[box.start_utc, box.end_utc] = None
+    windows = grid_windows(len(stream), round(window_s * rate), round(hop_s * rate))
+    return Selection(
+        boxes=boxes,
+        box_spans=[
+            ((a - EPOCH).total_seconds(), (b - EPOCH).total_seconds()) for a, b in sorted(spans)
+        ],
+        windows=windows,
+    )
 
 
 def detections(
-    scores: np.ndarray, hop_s: float, window_s: float, rules: Rules, rate: int = 16000
+    scores: np.ndarray,
+    hop_s: float,
+    window_s: float,
+    rules: Rules,
+    rate: int = 16000,
+    selection: Selection | None = None,
 ) -> list[tuple[float, float]]:
-    """Spans (s) of the detections the monitor's event builder makes from these scores."""
+    """Spans (s) of the detections the monitor's event builder makes from these scores; with a
+    cascade ``selection``, only its windows are scored (the others are passed unscored) and
+    they carry their boxes, as in the daemon."""
     settings = EventSettings(
         thresholds={"humpback": rules.threshold},
         quiet_s=rules.quiet_s,
@@ -172,7 +264,14 @@ def detections(
     for index, score in enumerate(scores):
         start = EPOCH + timedelta(seconds=index * hop_s)
         window = Window(FEED, start, rate, samples, hop_s)
-        messages += builder.observe(window, {"humpback": float(score)}, scored_utc=start)
+        if selection is None:
+            messages += builder.observe(window, {"humpback": float(score)}, scored_utc=start)
+        elif index in selection.boxes:
+            boxes = selection.boxes[index]
+            scores_now = {"humpback": float(score)}
+            messages += builder.observe(window, scores_now, boxes=boxes, scored_utc=start)
+        else:
+            messages += builder.observe(window, None, scored_utc=start)
     messages += builder.flush()
     return [
         (
@@ -184,11 +283,19 @@ def detections(
     ]
 
 
-def fold_result(fold: FoldScores, rules: Rules, hop_s: float, window_s: float) -> dict[str, Any]:
-    found_in = detections(fold.call_scores, hop_s, window_s, rules)
-    found = sum(1 for a, b in fold.calls if any(s < b and e > a for s, e in found_in))
-    false = len(detections(fold.background_scores, hop_s, window_s, rules))
-    return {
+def _overlapped(spans: list[tuple[float, float]], found: list[tuple[float, float]]) -> int:
+    return sum(1 for a, b in spans if any(s < b and e > a for s, e in found))
+
+
+def fold_result(
+    fold: FoldScores, rules: Rules, hop_s: float, window_s: float, mode: str = "every-window"
+) -> dict[str, Any]:
+    calls_in = fold.selection("calls", mode)
+    background_in = fold.selection("background", mode)
+    found_in = detections(fold.call_scores, hop_s, window_s, rules, selection=calls_in)
+    found = _overlapped(fold.calls, found_in)
+    false = len(detections(fold.background_scores, hop_s, window_s, rules, selection=background_in))
+    row = {
         "call_type": fold.call_type,
         "calls": len(fold.calls),
         "found": found,
@@ -197,13 +304,22 @@ def fold_result(fold: FoldScores, rules: Rules, hop_s: float, window_s: float) -
         "background_hours": fold.background_s / 3600,
         "false_per_hour": false / (fold.background_s / 3600),
     }
+    if calls_in is not None and background_in is not None:
+        row |= {
+            "box_recall": _overlapped(fold.calls, calls_in.box_spans) / len(fold.calls),
+            "background_scored_fraction": background_in.scored_fraction,
+        }
+    return row
 
 
-def summarise(folds: list[FoldScores], rules: Rules, hop_s: float, window_s: float) -> dict:
-    rows = [fold_result(f, rules, hop_s, window_s) for f in folds]
+def summarise(
+    folds: list[FoldScores], rules: Rules, hop_s: float, window_s: float, mode: str = "every-window"
+) -> dict:
+    rows = [fold_result(f, rules, hop_s, window_s, mode) for f in folds]
     hours = sum(r["background_hours"] for r in rows)
     calls = sum(r["calls"] for r in rows)
     return {
+        "mode": mode,
         "rules": asdict(rules),
         "per_type": rows,
         "types_detected": sum(r["recall"] >= DETECTED_RECALL for r in rows),
@@ -214,14 +330,17 @@ def summarise(folds: list[FoldScores], rules: Rules, hop_s: float, window_s: flo
     }
 
 
-def choose_rules(folds: list[FoldScores], hop_s: float, window_s: float) -> dict[str, Any]:
+def choose_rules(
+    folds: list[FoldScores], hop_s: float, window_s: float, mode: str = "every-window"
+) -> dict[str, Any]:
     """The event rules with the most held-out types detected (then the highest recall, then
     the fewest false detections) among those at ≤ MAX_FALSE_PER_HOUR over all folds; when
-    none gets there, the ones with the fewest false detections."""
+    none gets there, the ones with the fewest false detections. In ``cascade`` mode the
+    minimum positive windows rule counts candidates (the daemon's ``min_positive_candidates``)."""
     best, best_key = None, None
     for values in itertools.product(*RULE_GRID.values()):
         rules = Rules(*values)
-        result = summarise(folds, rules, hop_s, window_s)
+        result = summarise(folds, rules, hop_s, window_s, mode)
         within = result["false_per_hour"] <= MAX_FALSE_PER_HOUR
         key = (
             within,
@@ -235,36 +354,106 @@ def choose_rules(folds: list[FoldScores], hop_s: float, window_s: float) -> dict
     return best | {"target_met": bool(best_key and best_key[0])}
 
 
+def score_fold(
+    classifier: Classifier,
+    clips: list[Clip],
+    call_type: str,
+    settings: StreamSettings,
+    modes: Sequence[str] = ("every-window",),
+) -> FoldScores:
+    """One fold's streams scored in ``modes``: every window when ``every-window`` is among
+    them, else only the windows the cascade picks."""
+    unknown = set(modes) - set(MODES)
+    if unknown or not modes:
+        raise ValueError(f"detector benchmark modes: {sorted(unknown) or 'none'}; use {MODES}")
+    rate, window_s = classifier.sample_rate, classifier.window_seconds
+    call_clip = next(c for c in clips if c.binary == 1 and c.label == call_type)
+    background, orca = held_out_audio(clips, rate)
+    stream, spans = call_stream(load_mono(call_clip.path, rate), background, rate, settings)
+    negatives = negative_stream(background, orca, rate, settings)
+    selections: list[Selection | None] = [None, None]
+    if "cascade" in modes:
+        selections = [
+            cascade_selection(audio, rate, window_s, settings.hop_s)
+            for audio in (stream, negatives)
+        ]
+    every = "every-window" in modes
+
+    def scored(audio: np.ndarray, chosen: Selection | None) -> np.ndarray:
+        only = None if every or chosen is None else list(chosen.boxes)
+        return window_scores(classifier, audio, settings.hop_s, only=only)
+
+    call_scores = scored(stream, selections[0])
+    background_scores = scored(negatives, selections[1])
+    return FoldScores(
+        call_type=call_type,
+        call_scores=call_scores,
+        calls=spans,
+        background_scores=background_scores,
+        background_s=len(negatives) / rate,
+        call_selection=selections[0],
+        background_selection=selections[1],
+    )
+
+
 def cross_validate(
     clips: list[Clip],
     train: Callable[[list[Clip], str], Path],
     settings: StreamSettings,
     *,
     types: Sequence[str] | None = None,
+    modes: Sequence[str] = ("every-window",),
     log: Callable[..., None] = lambda *a, **k: None,
 ) -> tuple[list[FoldScores], float]:
     """Train one model per held-out call type (``train(clips, fold_name)`` → classifier
-    folder) and score its streams; returns the folds and the window length."""
-    call_clips = {c.label: c for c in clips if c.binary == 1}
+    folder; a rescore returns the trained one) and score its streams; returns the folds and
+    the window length."""
+    call_types = sorted({c.label for c in clips if c.binary == 1})
     window_s = 0.0
     folds = []
-    for call_type in types or sorted(call_clips):
+    for call_type in types or call_types:
         kept = [c for c in clips if c.label != call_type]
         folder = train(kept, call_type)
         classifier = load_classifier(folder, "cpu", target_labels=["humpback"])
-        rate, window_s = classifier.sample_rate, classifier.window_seconds
-        background, orca = held_out_audio(clips, rate)
-        call = load_mono(call_clips[call_type].path, rate)
-        stream, spans = call_stream(call, background, rate, settings)
-        negatives = negative_stream(background, orca, rate, settings)
-        folds.append(
-            FoldScores(
-                call_type=call_type,
-                call_scores=window_scores(classifier, stream, settings.hop_s),
-                calls=spans,
-                background_scores=window_scores(classifier, negatives, settings.hop_s),
-                background_s=len(negatives) / rate,
-            )
-        )
+        window_s = classifier.window_seconds
+        folds.append(score_fold(classifier, clips, call_type, settings, modes))
         log("fold_scored", call_type=call_type, windows=len(folds[-1].background_scores))
     return folds, window_s
+
+
+def fold_models(run: Path) -> Callable[[list[Clip], str], Path]:
+    """The ``train`` of ``cross_validate`` for a finished run: each fold's trained classifier
+    (``run``/folds/<type>/classifier/best), nothing retrained."""
+
+    def trained(_kept: list[Clip], call_type: str) -> Path:
+        folder = run / "folds" / call_type / "classifier" / "best"
+        if not folder.is_dir():
+            raise ValueError(f"{folder}: no trained fold model for {call_type}")
+        return folder
+
+    return trained
+
+
+def compare_modes(
+    folds: list[FoldScores], hop_s: float, window_s: float, modes: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    """Each mode's operating point, chosen over the folds, and its per-type figures; and its
+    recall and false detections at every threshold of the grid (1 positive window or candidate,
+    quiet 3 s), to compare the modes away from the operating point."""
+    return {
+        mode: choose_rules(folds, hop_s, window_s, mode)
+        | {
+            "max_false_per_hour": MAX_FALSE_PER_HOUR,
+            "window_s": window_s,
+            "hop_s": hop_s,
+            "sweep": [
+                {
+                    key: result[key]
+                    for key in ("rules", "recall", "types_detected", "false_per_hour")
+                }
+                for threshold in RULE_GRID["threshold"]
+                for result in [summarise(folds, Rules(threshold, 1, 3.0), hop_s, window_s, mode)]
+            ],
+        }
+        for mode in modes
+    }
