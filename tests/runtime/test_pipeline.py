@@ -216,9 +216,7 @@ async def test_a_crash_mid_stream_restarts_where_it_was_without_losing_or_repeat
     assert [m["status"] for m in collector.detections()] == ["opened", "closed"]
 
 
-async def test_a_crash_while_publishing_restarts_after_the_window_the_builder_saw(
-    engine, segments
-):
+async def test_a_crash_while_publishing_restarts_after_the_window_the_builder_saw(engine, segments):
     """Publishing the ``opened`` message fails once (a bug in a writer): the restarted task
     starts after the window that opened it, which the event builder has already seen, instead
     of handing it the same window again and crash-looping on "not after the previous one"."""
