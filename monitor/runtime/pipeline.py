@@ -262,17 +262,16 @@ class FeedPipeline:
     # ---- producer ----
 
     async def _produce(self, queue: asyncio.Queue[object], resume: ResumePoint | None) -> None:
-        cutter = self.decoding.selection(
-            WindowCutter(
-                self.feed,
-                self.windows,
-                self.window_range,
-                self.settings.ring_seconds,
-                self._floor(resume),
-                self.watch.metrics,
-            )
+        # The media writer reads the cutter's ring; the selection decides what gets scored.
+        self._cutter = WindowCutter(
+            self.feed,
+            self.windows,
+            self.window_range,
+            self.settings.ring_seconds,
+            self._floor(resume),
+            self.watch.metrics,
         )
-        self._cutter = cutter
+        cutter = self.decoding.selection(self._cutter)
         factory = self.decoding.stream_denoiser
         stream = factory() if factory is not None else None
         # With a denoiser the cutter's ring holds denoised audio: keep the raw audio for media.
@@ -406,18 +405,19 @@ class FeedPipeline:
             if isinstance(item, _Scored):
                 window, boxes = item.selected.window, item.selected.boxes
                 scores = None if item.future is None else await item.future
-                for message in self.builder.observe(
-                    window, scores, boxes=boxes, scored_utc=utc_now()
-                ):
-                    await self._emit(message)
+                messages = self.builder.observe(window, scores, boxes=boxes, scored_utc=utc_now())
+                # Counted before the messages go out: if emitting fails, the restarted task
+                # starts after this window (the builder has seen it).
                 progress.first_window = progress.first_window or window.start_utc
                 progress.last_window = window.start_utc
                 if scores is None:
                     progress.windows_unscored += 1
-                    continue
-                progress.windows_scored += 1
-                if metrics is not None:
-                    metrics.window_scored(self.feed)
+                else:
+                    progress.windows_scored += 1
+                    if metrics is not None:
+                        metrics.window_scored(self.feed)
+                for message in messages:
+                    await self._emit(message)
             elif isinstance(item, _Gap):
                 gap = item.gap
                 progress.gaps += 1

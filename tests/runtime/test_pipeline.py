@@ -216,6 +216,36 @@ async def test_a_crash_mid_stream_restarts_where_it_was_without_losing_or_repeat
     assert [m["status"] for m in collector.detections()] == ["opened", "closed"]
 
 
+async def test_a_crash_while_publishing_restarts_after_the_window_the_builder_saw(
+    engine, segments
+):
+    """Publishing the ``opened`` message fails once (a bug in a writer): the restarted task
+    starts after the window that opened it, which the event builder has already seen, instead
+    of handing it the same window again and crash-looping on "not after the previous one"."""
+    from monitor.runtime.supervisor import SupervisorSettings, TaskHealth, supervise
+
+    full = make_pipeline(engine, list_source(segments), Collector(), asyncio.Event())
+    await full.run_once()
+
+    class FailsOnce(Collector):
+        failed = False
+
+        async def publish(self, message) -> None:
+            if not self.failed:
+                self.failed = True
+                raise RuntimeError("the media writer broke")
+            await super().publish(message)
+
+    collector = FailsOnce()
+    pipeline = make_pipeline(engine, list_source(segments), collector, asyncio.Event())
+    health = TaskHealth("feed:rpi_test")
+    await supervise("feed:rpi_test", pipeline.run_once, SupervisorSettings(0.01, 0.01), health)
+    assert collector.failed and health.restarts == 1, health.last_error
+    assert pipeline.progress.windows_scored == full.progress.windows_scored
+    assert pipeline.progress.last_window == full.progress.last_window
+    assert [m["status"] for m in collector.detections()] == ["closed"]
+
+
 async def test_a_kill_while_a_detection_is_open_is_closed_by_the_restart(
     engine, segments, tmp_path
 ):
