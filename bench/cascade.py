@@ -18,6 +18,8 @@ shared.
              far − the feed's processed_until in /status, sampled each second)
   int8       torch.ao dynamic int8 quantisation of the classifiers: speed and the largest score
              difference against fp32 on real windows
+  onnx       the same for ONNX Runtime on CPU (torch.onnx export of the transformer, one thread;
+             needs the onnx and onnxruntime packages)
 
     nice python bench/cascade.py                   # everything (~15 min on 2 shared cores)
     nice python bench/cascade.py --only stage1 --only recall
@@ -79,7 +81,7 @@ from tests.support.e2e import build_stream, config_toml, train_classifier  # noq
 
 CALL_NAMES = ["AscMoan", "Buzz", "Chirp", "Creak", "DescMoan", "Growl", "moan"]
 EMBEDDED = ROOT / "models" / "default" / "classifier"
-SECTIONS = ["stage1", "recall", "cost", "live", "int8"]
+SECTIONS = ["stage1", "recall", "cost", "live", "int8", "onnx"]
 GEOMETRIES = {"full-size AST": (10.24, 1.0), "embedded default": (5.12, 1.0), "tiny": (1.0, 0.5)}
 
 
@@ -338,6 +340,8 @@ def live_run(work: Path, classifier: Path, minutes: float) -> dict[str, object]:
                         lags.append((time.monotonic() - wall0, max(feed_lags)))
                 time.sleep(1.0)
         cpu, wall = _cpu_s(daemon.pid) - cpu0, time.monotonic() - wall0
+        last = _status(port) or {"feeds": {}}
+        restarts = sum(feed.get("restarts", 0) for feed in last["feeds"].values())
         if daemon.poll() is not None:
             raise RuntimeError(f"the daemon exited {daemon.returncode}: see {work / 'daemon.log'}")
     finally:
@@ -352,9 +356,14 @@ def live_run(work: Path, classifier: Path, minutes: float) -> dict[str, object]:
         "wall": wall,
         "cpu": cpu,
         "audio": seconds * LIVE_FEEDS,
+        "restarts": restarts,
         "lag_first": max((lag for at, lag in lags if at < wall / 2), default=float("nan")),
         "lag_second": max(half, default=float("nan")),
         "lag_median": float(np.median([lag for _, lag in lags])) if lags else float("nan"),
+        "lag_per_segment": [
+            max((lag for at, lag in lags if n * SEGMENT_S <= at < (n + 1) * SEGMENT_S), default=0)
+            for n in range(round(wall / SEGMENT_S))
+        ],
     }
 
 
@@ -362,17 +371,21 @@ def run_live(work: Path, minutes: float) -> None:
     section(f"Live: `hydromon run`, {LIVE_FEEDS} feeds at real pace from a local mirror (cascade)")
     full = full_size_checkpoint(work / "ast-base")
     print("| classifier | played | daemon CPU s | share of 2 cores | lag median | "
-          "worst lag, 1st half | worst lag, 2nd half |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|")
+          "worst lag, 1st half | worst lag, 2nd half | feed restarts |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
+    traces = []
     for name, checkpoint in (("full-size AST", full), ("embedded default", EMBEDDED)):
         result = live_run(work / name.replace(" ", "-"), checkpoint, minutes)
         share = result["cpu"] / result["wall"] / 2
         print(
             f"| {name} | {result['wall']:.0f} s × {LIVE_FEEDS} feeds | {result['cpu']:.1f} | "
             f"**{share:.0%}** | {result['lag_median']:.1f} s | {result['lag_first']:.1f} s | "
-            f"{result['lag_second']:.1f} s |",
+            f"{result['lag_second']:.1f} s | {result['restarts']} |",
             flush=True,
         )
+        trace = " ".join(f"{lag:.0f}" for lag in result["lag_per_segment"])
+        traces.append(f"- {name}: worst lag (s) in each 10 s of the run: {trace}")
+    print("\n" + "\n".join(traces))
 
 
 def run_int8(work: Path) -> None:
@@ -403,6 +416,72 @@ def run_int8(work: Path) -> None:
         )
 
 
+class _OnnxModel:
+    """An ONNX Runtime session where the classifier calls its transformer."""
+
+    def __init__(self, path: Path) -> None:
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = options.inter_op_num_threads = 1
+        self.session = onnxruntime.InferenceSession(str(path), options, ["CPUExecutionProvider"])
+
+    def parameters(self):
+        return iter([torch.zeros(1)])  # the classifier's device: CPU
+
+    def __call__(self, input_values: torch.Tensor):
+        (logits,) = self.session.run(["logits"], {"input_values": input_values.numpy()})
+        return argparse.Namespace(logits=torch.from_numpy(logits))
+
+
+def run_onnx(work: Path) -> None:
+    section("ONNX Runtime on CPU (torch.onnx export of the transformer, one thread)")
+    import onnxruntime
+
+    from models.classifier.ast import load_classifier
+
+    print(f"onnxruntime {onnxruntime.__version__}")
+    signal, _truth = mixed([(name, 10.0 * (i + 1) + 2.0) for i, name in enumerate(CALL_NAMES)])
+    full = full_size_checkpoint(work / "ast-base-onnx")
+    print(
+        "| classifier | torch fp32 s/window | ONNX Runtime s/window | speed-up | max score diff |"
+    )
+    print("|---|---|---|---|---|")
+    for name, checkpoint in (("embedded default", EMBEDDED), ("full-size AST", full)):
+        classifier = load_classifier(checkpoint, "cpu", target_labels=["humpback"], thresholds=0.5)
+        length = round(classifier.window_seconds * RATE)
+        starts = np.linspace(0, signal.shape[0] - length, 8).astype(int)
+        batch = torch.from_numpy(np.stack([signal[s : s + length] for s in starts]))
+        fp32 = _timed_scores(classifier, batch)
+        with torch.inference_mode():
+            features = classifier.features(batch[:2], RATE)
+        path = work / f"{name.replace(' ', '-')}.onnx"
+        exported = _LogitsOnly(classifier.model).eval()
+        torch.onnx.export(
+            exported, (features,), str(path), input_names=["input_values"],
+            output_names=["logits"], dynamic_axes={"input_values": {0: "batch"}},
+            dynamo=False,
+        )  # fmt: skip
+        original, classifier.model = classifier.model, _OnnxModel(path)
+        onnx = _timed_scores(classifier, batch)
+        classifier.model = original
+        difference = float(np.max(np.abs(fp32[0] - onnx[0])))
+        print(
+            f"| {name} | {fp32[1]:.3f} | {onnx[1]:.3f} | {fp32[1] / onnx[1]:.2f}× | "
+            f"{difference:.2e} |",
+            flush=True,
+        )
+
+
+class _LogitsOnly(torch.nn.Module):
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_values: torch.Tensor) -> torch.Tensor:
+        return self.model(input_values=input_values).logits
+
+
 def _timed_scores(classifier, batch: torch.Tensor) -> tuple[np.ndarray, float]:
     with torch.inference_mode():
         classifier.score(batch[:1], RATE)  # warm-up
@@ -431,6 +510,8 @@ async def main(args: argparse.Namespace) -> None:
             run_live(work / "live", args.minutes)
         if "int8" in only:
             run_int8(work / "int8")
+        if "onnx" in only:
+            run_onnx(work / "onnx")
 
 
 def cli() -> None:
