@@ -453,11 +453,12 @@ def run_onnx(work: Path) -> None:
         starts = np.linspace(0, signal.shape[0] - length, 8).astype(int)
         batch = torch.from_numpy(np.stack([signal[s : s + length] for s in starts]))
         fp32 = _timed_scores(classifier, batch)
-        with torch.inference_mode():
-            features = classifier.features(batch[:2], RATE)
+        with torch.no_grad():  # export traces: no inference-mode tensors
+            features = classifier.features(batch[:2].clone(), RATE)
         path = work / f"{name.replace(' ', '-')}.onnx"
         exported = _LogitsOnly(classifier.model).eval()
-        torch.onnx.export(
+        with torch.no_grad():
+            torch.onnx.export(
             exported, (features,), str(path), input_names=["input_values"],
             output_names=["logits"], dynamic_axes={"input_values": {0: "batch"}},
             dynamo=False,
