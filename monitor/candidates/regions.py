@@ -50,6 +50,7 @@ class _Region:
     frames: int  # active frames
     peak_snr: float
     peak_bin: int
+    frame_peaks: list[tuple[int, float]]  # (frame, its peak SNR) of the active frames
 
 
 class RegionTracker:
@@ -93,9 +94,10 @@ class RegionTracker:
                 break
             if region is None:
                 hits = np.zeros(active.shape[1], dtype=np.int32)
-                self._open = region = _Region(frame, frame, hits, 0, -np.inf, 0)
+                self._open = region = _Region(frame, frame, hits, 0, -np.inf, 0, [])
             region.last = frame
             self.quiet_from = frame + 1
+            region.frame_peaks.append((frame, float(peak[row])))
             region.hits += active[row]
             region.frames += 1
             if peak[row] > region.peak_snr:
@@ -110,9 +112,10 @@ class RegionTracker:
         if region is None:
             return []
         settings, front = self.settings, self.front
+        first, last = _edges(region, settings)
         half = front.hop // 2
-        start = front.frame_centre(region.first) - half
-        end = front.frame_centre(region.last) + front.hop - half
+        start = front.frame_centre(first) - half
+        end = front.frame_centre(last) + front.hop - half
         # The band: bins active in a fair share of the region's active frames (a stray cell
         # of background far from the call does not stretch the box).
         core = np.flatnonzero(region.hits >= max(1.0, settings.band_share * region.frames))
@@ -137,3 +140,14 @@ class RegionTracker:
                 snr_db=region.peak_snr,
             )
         ]
+
+
+def _edges(region: _Region, settings: DetectorSettings) -> tuple[int, int]:
+    """The region's first and last frames whose peak SNR is within ``edge_drop_db`` of the
+    region's peak: a weak lead-in (a step up in the background just before a call, which the
+    floor has not absorbed yet) or tail does not stretch the box."""
+    if settings.edge_drop_db <= 0:
+        return region.first, region.last
+    floor = region.peak_snr - settings.edge_drop_db
+    strong = [frame for frame, snr in region.frame_peaks if snr >= floor]
+    return strong[0], strong[-1]

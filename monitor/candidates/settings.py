@@ -30,6 +30,9 @@ class DetectorSettings:
     min_snr_db: float = field(default=18.0, metadata={"min": 0.0})  # a box's peak SNR
     min_cells: int = field(default=3, metadata={"min": 1})  # active cells for an active frame
     band_share: float = field(default=0.1, metadata={"min": 0.0, "max": 1.0})  # box band bins
+    # A box spans the frames whose peak SNR is within edge_drop_db of the box's peak (0: all
+    # its active frames): a background step merged into the region does not stretch it.
+    edge_drop_db: float = field(default=14.0, metadata={"min": 0.0})
     min_duration_s: float = field(default=0.2, metadata={"min": 0.0})
     min_bandwidth_hz: float = field(default=0.0, metadata={"min": 0.0})
     merge_gap_s: float = field(default=0.3, metadata={"min": 0.0})  # bridges pulses of one call

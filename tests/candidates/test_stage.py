@@ -12,7 +12,7 @@ from monitor.candidates.settings import DetectorSettings
 from monitor.candidates.stage import CandidateStage
 from monitor.cluster.unit import StageSync
 from monitor.ingest.demo_node import RATE
-from tests.support.candidates import HUM, T0, detect, hum_segment, mixed, seconds
+from tests.support.candidates import HUM, T0, call_extent, detect, hum_segment, mixed, seconds
 
 # Each call well inside one 10 s background segment (the bed splices a new recording every 10 s).
 PLACED = [
@@ -37,16 +37,18 @@ def test_every_call_is_a_box_close_to_its_times() -> None:
     for name, start, end in truth:
         found = overlapping(boxes, start, end)
         assert found, f"{name} at {start} s: no box"
-        starts.append(min(seconds(b.start_utc) for b in found) - start)
-        ends.append(max(seconds(b.end_utc) for b in found) - end)
+        call_start, call_end = call_extent(name)
+        starts.append(min(seconds(b.start_utc) for b in found) - (start + call_start))
+        ends.append(max(seconds(b.end_utc) for b in found) - (start + call_end))
         for box in found:
             assert 50.0 <= box.low_hz < box.high_hz <= 4000.0 + 25.0
             assert box.low_hz <= box.peak_hz <= box.high_hz
             assert box.snr_db >= DetectorSettings().min_snr_db
-    # Starts within a quarter second; ends come early where a clip fades out below the
-    # background (the catalogue clips' tails), so they get more room.
-    assert np.max(np.abs(starts)) <= 0.25, starts
-    assert np.median(np.abs(ends)) <= 0.5 and np.max(np.abs(ends)) <= 1.0, ends
+    # Against each call's own extent (not its clip's bounds: clips fade in and out below the
+    # background). Growl's soft onset (under the extent's 10 dB) is found early; Creak's and
+    # DescMoan's tails lie under the loud low bands and end early.
+    for errors in (starts, ends):
+        assert np.median(np.abs(errors)) <= 0.25 and np.max(np.abs(errors)) <= 0.75, errors
 
 
 @pytest.mark.parametrize("path", HUM, ids=lambda p: p.name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -38,6 +39,28 @@ def mixed(placed: Iterable[tuple[str, float]]) -> tuple[np.ndarray, list[tuple[s
         signal[at : at + clip.shape[0]] += clip
         truth.append((name, offset_s, offset_s + clip.shape[0] / RATE))
     return signal, truth
+
+
+# The reference extent of a catalogue call (a fixed annotation rule, measured on the clean
+# clip, not on any detector's output): the frames (40 ms, hop 20 ms, Hann) whose band energy
+# (50 Hz–4 kHz, smoothed over 5 frames) is within EXTENT_DROP_DB of the clip's peak. A clip's
+# own bounds are not the call's: several fade out, or start, below the background.
+EXTENT_DROP_DB = 10.0
+
+
+@functools.cache
+def call_extent(name: str) -> tuple[float, float]:
+    """(start, end) of the call inside its clip, in seconds from the clip's first sample."""
+    clip = calls(DATA / "humpback-calls")[name]
+    n, hop = round(0.04 * RATE), round(0.02 * RATE)
+    frames = np.lib.stride_tricks.sliding_window_view(clip, n)[::hop] * np.hanning(n)
+    freqs = np.fft.rfftfreq(n, 1.0 / RATE)
+    band = (freqs >= 50.0) & (freqs <= 4000.0)
+    energy = (np.abs(np.fft.rfft(frames, axis=1)[:, band]) ** 2).sum(axis=1)
+    energy = np.convolve(energy, np.ones(5) / 5, mode="same")
+    db = 10.0 * np.log10(energy + 1e-20)
+    inside = np.flatnonzero(db >= db.max() - EXTENT_DROP_DB)
+    return inside[0] * hop / RATE, (inside[-1] * hop + n) / RATE
 
 
 def hum_segment(path: Path) -> tuple[np.ndarray, int]:
