@@ -112,6 +112,12 @@ class Metrics:
         self.publish_failures = Counter(
             "hydromon_publish_failures", "Failed publishes by output", ["output"], registry=r
         )
+        self.alerts_held_back = Counter(
+            "hydromon_alerts_held_back",
+            "Alerts a notification output held back, by reason (cooldown, quiet_hours)",
+            ["output", "reason"],
+            registry=r,
+        )
         self.spool_depth = Gauge(
             "hydromon_spool_depth", "Messages waiting in an output's spool", ["output"], registry=r
         )
@@ -139,6 +145,7 @@ class Metrics:
         self._seen_batches = 0
         self._seen_inference_s = 0.0
         self._seen_failures: dict[str, int] = {}
+        self._seen_held_back: dict[str, int] = {}
 
     def segment_fetched(self, feed: str, nbytes: int) -> None:
         self.segments_fetched.labels(feed).inc()
@@ -202,6 +209,15 @@ class Metrics:
         if new > 0:
             child.inc(new)
             self._seen_failures[output] = total
+
+    def alerts_held_back_total(self, output: str, reason: str, total: int) -> None:
+        """An output's running count of alerts held back for ``reason``; counts what is new."""
+        key = f"{output}\0{reason}"
+        new = total - self._seen_held_back.get(key, 0)
+        child = self.alerts_held_back.labels(output, reason)
+        if new > 0:
+            child.inc(new)
+            self._seen_held_back[key] = total
 
     def watch_s3(self, stats: RequestCounts) -> None:
         """Export the S3 store's request counts (the store keeps them)."""

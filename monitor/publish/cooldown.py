@@ -80,6 +80,12 @@ class CooldownOutput:
             raise AttributeError(name)
         return getattr(self.inner, name)
 
+    @property
+    def held_back(self) -> dict[str, int]:
+        """Alerts not passed on, by reason: the cooldown's and ``inner``'s own."""
+        inner = getattr(self.inner, "held_back", None)
+        return {**(inner if isinstance(inner, dict) else {}), "cooldown": self.gate.suppressed}
+
     async def start(self) -> None:
         await self.inner.start()
 

@@ -77,6 +77,11 @@ class NotifyOutput:
         self.stats = NotifyStats()
         self._apprise: apprise.Apprise | None = None
 
+    @property
+    def held_back(self) -> dict[str, int]:
+        """Alerts not sent on purpose, by reason (exported to /metrics)."""
+        return {"quiet_hours": self.stats.quiet}
+
     async def start(self) -> None:
         try:
             import apprise

@@ -447,6 +447,10 @@ class Daemon:
             depth = getattr(output, "spool_depth", None)
             if isinstance(depth, int):
                 metrics.set_spool_depth(output.name, depth)
+            held_back = getattr(output, "held_back", None)
+            if isinstance(held_back, dict):
+                for reason, total in held_back.items():
+                    metrics.alerts_held_back_total(output.name, reason, total)
             if isinstance(output, WebsocketOutput):
                 metrics.set_websocket_clients(output.client_count)
 

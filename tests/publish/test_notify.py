@@ -80,6 +80,7 @@ async def test_cooldown_filters_and_quiet_hours(receiver: Receiver) -> None:
     finally:
         await quiet.close()
     assert quiet.stats.quiet == 2 and quiet.stats.sent == 0
+    assert quiet.held_back == {"quiet_hours": 2, "cooldown": 0}  # what /metrics exports
     assert quiet.gate.suppressed == 0  # a quiet detection holds nothing back for later
 
 

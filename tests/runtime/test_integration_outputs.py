@@ -1,6 +1,7 @@
 """The integration outputs inside the daemon's fan-out: each one independent (a dead broker, a
 failing webhook and a failing notifier never hold back a working endpoint) and each failure
-counted in /metrics (``hydromon_publish_failures_total``, ``hydromon_spool_depth``)."""
+counted in /metrics (``hydromon_publish_failures_total``, ``hydromon_spool_depth``, and the
+alerts a notifier held back: ``hydromon_alerts_held_back_total``)."""
 
 from __future__ import annotations
 
@@ -77,3 +78,6 @@ async def test_failing_outputs_are_counted_and_block_nobody(
     assert values['hydromon_spool_depth{output="mqtt"}'] == 6
     # One alert tried (the others fall in its 10 min cooldown), and it failed.
     assert values['hydromon_publish_failures_total{output="notify"}'] == 1
+    held = 'hydromon_alerts_held_back_total{output="notify",reason="%s"}'
+    assert values[held % "cooldown"] == len(messages) // 2 - 1  # detections after the first
+    assert values[held % "quiet_hours"] == 0
