@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests run for real when any is missing: redis-server, the
-# mosquitto MQTT broker, openssl (test certificates) and
-# headless Chromium (with its WebDriver). The tests start their own
+# mosquitto MQTT broker, openssl (test certificates), headless Chromium (with its WebDriver)
+# and systemd's systemd-analyze (checks deploy/hydromon.service). The tests start their own
 # instances on loopback; the system services the packages start are stopped.
 set -euo pipefail
 # command to look for → Debian package
@@ -12,6 +12,7 @@ declare -A NEEDED=(
     [openssl]=openssl
     [chromium]=chromium
     [chromedriver]=chromium-driver
+    [systemd-analyze]=systemd
 )
 missing=()
 for cmd in "${!NEEDED[@]}"; do
