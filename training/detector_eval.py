@@ -287,6 +287,49 @@ def _overlapped(spans: list[tuple[float, float]], found: list[tuple[float, float
     return sum(1 for a, b in spans if any(s < b and e > a for s, e in found))
 
 
+def separation(
+    fold: FoldScores, hop_s: float, window_s: float, mode: str = "every-window"
+) -> dict[str, float]:
+    """How far the model ranks the held-out calls above the background, whatever the event
+    rules: each call's peak (its best scored window that overlaps it) against the background
+    stream's scored windows; the share of calls above the background's maximum (found at 0 false
+    detections), and the AUC of call peaks against background windows."""
+    call_scores, background = fold.call_scores, fold.background_scores
+    if mode == "cascade":
+        chosen = [fold.selection("calls", mode), fold.selection("background", mode)]
+        call_scores, background = (
+            _only_selected(scores, selected)
+            for scores, selected in zip((call_scores, background), chosen, strict=True)
+        )
+    background = background[np.isfinite(background)]
+    peaks = []
+    for start, end in fold.calls:
+        first = max(0, int(np.floor((start - window_s) / hop_s)) + 1)
+        last = min(len(call_scores) - 1, int(np.ceil(end / hop_s)) - 1)
+        over = call_scores[first : last + 1]
+        over = over[np.isfinite(over)]
+        peaks.append(float(over.max()) if over.size else 0.0)
+    if not peaks or background.size == 0:
+        return {"calls_above_background": float("nan"), "auc": float("nan")}
+    ranked = np.asarray(peaks)[:, None]
+    auc = float(np.mean((ranked > background) + 0.5 * (ranked == background)))
+    return {
+        "call_peak_min": min(peaks),
+        "call_peak_max": max(peaks),
+        "background_max": float(background.max()),
+        "calls_above_background": float(np.mean(ranked[:, 0] > background.max())),
+        "auc": auc,
+    }
+
+
+def _only_selected(scores: np.ndarray, selected: Selection | None) -> np.ndarray:
+    out = np.full_like(scores, np.nan)
+    if selected is not None:
+        keep = [i for i in selected.boxes if i < len(scores)]
+        out[keep] = scores[keep]
+    return out
+
+
 def fold_result(
     fold: FoldScores, rules: Rules, hop_s: float, window_s: float, mode: str = "every-window"
 ) -> dict[str, Any]:
@@ -303,7 +346,7 @@ def fold_result(
         "false_detections": false,
         "background_hours": fold.background_s / 3600,
         "false_per_hour": false / (fold.background_s / 3600),
-    }
+    } | separation(fold, hop_s, window_s, mode)
     if calls_in is not None and background_in is not None:
         row |= {
             "box_recall": _overlapped(fold.calls, calls_in.box_spans) / len(fold.calls),
@@ -321,6 +364,10 @@ def summarise(
     return {
         "mode": mode,
         "rules": asdict(rules),
+        "auc": float(np.nanmean([r["auc"] for r in rows])) if rows else float("nan"),
+        "calls_above_background": (
+            float(np.nanmean([r["calls_above_background"] for r in rows])) if rows else float("nan")
+        ),
         "per_type": rows,
         "types_detected": sum(r["recall"] >= DETECTED_RECALL for r in rows),
         "types": len(rows),

@@ -35,6 +35,7 @@ from training.manifest import NOISE, Clip, manifest_file, read_manifest
 from training.result_files import atomic_path
 from training.scoring import classification_report
 from training.steprun import StepRun
+from training.synthetic_calls import band_pass
 
 STATE_FILE = "train_state.pt"
 
@@ -78,6 +79,9 @@ class TrainClassifierSettings:
     synthetic_fraction: float = 0.0  # positives that are synthetic humpback-like units
     synthetic_negative_fraction: float = 0.0  # hard negatives that are synthetic orca-like calls
     splice_prob: float = 0.0  # windows whose background is cut to another one (a join click)
+    # > 0: hard-negative recordings are high-passed here before mixing, so their SNR is set by the
+    # animal's band, not by the recorder's low-frequency noise (docs/benchmarks.md).
+    hard_negative_highpass_hz: float = 0.0
     amp: bool = True  # bf16 autocast on CUDA
     device: str = "auto"
     seed: int = 1234
@@ -116,6 +120,18 @@ class ClipSet:
         self.waves = torch.from_numpy(np.stack(waves)) if waves else torch.zeros(0, length)
 
 
+def high_passed(wave: torch.Tensor, rate: int, cutoff_hz: float) -> torch.Tensor:
+    """``wave`` above ``cutoff_hz`` (unchanged when it is 0)."""
+    if cutoff_hz <= 0:
+        return wave
+    if cutoff_hz >= rate / 2:
+        raise ValueError(
+            f"[train_classifier] hard_negative_highpass_hz ({cutoff_hz}) must be below "
+            f"half the sampling rate ({rate / 2:g} Hz)"
+        )
+    return band_pass(wave, rate, cutoff_hz, float(rate))
+
+
 def window_mixer(
     clips: list[Clip], params: FeatureParams, settings: TrainClassifierSettings
 ) -> WindowMixer:
@@ -129,7 +145,10 @@ def window_mixer(
     return WindowMixer(
         calls=waves(lambda c: c.binary == 1),
         backgrounds=waves(lambda c: c.binary == 0 and c.label not in special),
-        hard_negatives=waves(lambda c: c.binary == 0 and c.label in settings.hard_negative_labels),
+        hard_negatives=[
+            high_passed(wave, rate, settings.hard_negative_highpass_hz)
+            for wave in waves(lambda c: c.binary == 0 and c.label in settings.hard_negative_labels)
+        ],
         hum_backgrounds=waves(lambda c: c.binary == 0 and c.label in settings.hum_labels),
         rate=rate,
         length=params.window_samples,

@@ -4,10 +4,13 @@ Frames lie on the UTC sample grid (frame ``f`` covers samples ``[f·hop, f·hop 
 epoch sample clock), so the cells do not depend on where segments or chunks begin. Power is
 smoothed over 3 bins × ``smooth_frames`` frames (a cell is then the mean of many periodogram
 values, so noise alone rarely passes the threshold, and a click shorter than a frame is
-diluted). The floor of a band is a quantile (``floor_quantile``) of the mean dB of the last
-``history_s`` of ``block_s`` blocks, before the current block: a call shorter than a quarter of
-the history barely moves it, stationary sound (ship drone, hum) is the floor, and the memory is
-finite, so two runs that read the same ``history_s`` of audio before a moment agree after it.
+diluted). The floor of a band in a ``block_s`` block is a quantile (``floor_quantile``) of the
+mean dB of the blocks of the ``history_s`` before it and the ``lookahead_s`` after it: a call
+much shorter than that window barely moves it, stationary sound (ship drone, hum) is the floor,
+a step in the background (a new recording, a ship arriving) is floor from its first frame
+rather than a box, and the memory is finite, so two runs that read the same ``history_s`` of
+audio before a moment agree after it. Cells are handed out ``lookahead_s`` late (``flush`` at a
+gap or the end hands out the rest over the blocks read).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ class Cells:
 
     first_frame: int
     snr_db: np.ndarray  # float32, (frames, bins of the band)
+    level_db: np.ndarray  # the same cells' power (dB), before the floor
 
     @property
     def frames(self) -> int:
@@ -72,8 +76,13 @@ class SpectrogramFrontEnd:
         self._block: int | None = None
         self._block_sum = np.zeros(self.hi_bin - self.lo_bin, dtype=np.float64)
         self._block_count = 0
-        self._history: deque[np.ndarray] = deque(maxlen=self.history_blocks)
-        self._floor: np.ndarray | None = None
+        self.lookahead_blocks = round(settings.lookahead_s / settings.block_s)
+        # Closed blocks' mean dB, (block, mean): enough for the rows waiting for their floor.
+        self._history: deque[tuple[int, np.ndarray]] = deque(
+            maxlen=self.history_blocks + 2 * self.lookahead_blocks + 2
+        )
+        self._pending = np.zeros((0, self.hi_bin - self.lo_bin), dtype=np.float32)
+        self._pending_first = 0  # frame of _pending[0]
 
     def frame_centre(self, frame: int) -> int:
         """Epoch sample index of a frame's centre."""
@@ -82,18 +91,23 @@ class SpectrogramFrontEnd:
     @property
     def next_frame(self) -> int | None:
         """The first (smoothed) frame not yet handed out."""
-        return self._recent_last
+        return self._pending_first if self._pending.shape[0] else self._recent_last
 
     def break_stream(self) -> None:
-        """A gap: the next audio starts a new frame grid (the background history is kept)."""
+        """A gap: the next audio starts a new frame grid (the background history is kept; the
+        waiting rows are dropped, so ``flush`` first)."""
+        self._pending = self._pending[:0]
         self._buf = np.zeros(0, dtype=np.float32)
         self._buf_start = None
         self._next_frame = None
         self._recent = self._recent[:0]
         self._recent_last = None
 
-    def feed(self, samples: np.ndarray, start_index: int) -> Cells | None:
+    def feed(self, samples: np.ndarray, start_index: int) -> list[Cells]:
+        """The cells whose floor became known (a jump in the stream hands out the rows before
+        it first, then starts a new frame grid)."""
         samples = np.asarray(samples, dtype=np.float32)
+        out: list[Cells] = []
         if self._buf_start is not None:
             end = self._buf_start + self._buf.size
             if abs(start_index - end) <= self.hop // 2:
@@ -102,6 +116,7 @@ class SpectrogramFrontEnd:
                 samples = samples[end - start_index :]
                 start_index = end
             else:
+                out += [cells for cells in [self.flush()] if cells is not None]
                 self.break_stream()
         if self._buf_start is None:
             self._buf_start = start_index
@@ -114,7 +129,7 @@ class SpectrogramFrontEnd:
         last = (buf_end - self.n) // self.hop  # the last frame complete in the buffer
         first = self._next_frame
         if last < first:
-            return None
+            return out
         offset = first * self.hop - self._buf_start
         frames = np.lib.stride_tricks.sliding_window_view(self._buf[offset:], self.n)[:: self.hop][
             : last - first + 1
@@ -128,7 +143,8 @@ class SpectrogramFrontEnd:
         keep_from = self._next_frame * self.hop - self._buf_start
         self._buf = self._buf[keep_from:].copy()
         self._buf_start += keep_from
-        return self._smoothed(first, power)
+        cells = self._smoothed(first, power)
+        return out if cells is None else [*out, cells]
 
     def _smoothed(self, first: int, power: np.ndarray) -> Cells | None:
         """Means over ``smooth`` frames, each handed out as its middle frame; then SNR over the
@@ -145,39 +161,75 @@ class SpectrogramFrontEnd:
         sums[1:] -= total[:-k]
         centre = first - lead + k // 2  # frame of sums[0]
         db = 10.0 * np.log10(sums / k + _TINY).astype(np.float32)
-        return Cells(centre, self._over_floor(centre, db))
+        return self._over_floor(centre, db)
 
-    def _over_floor(self, first: int, db: np.ndarray) -> np.ndarray:
-        out = np.empty_like(db)
+    def _over_floor(self, first: int, db: np.ndarray) -> Cells | None:
+        """Queue the rows block by block, and hand out those whose floor became known."""
+        released: list[Cells] = []
         frame = first
         row = 0
         while row < db.shape[0]:
             block = frame // self.block_frames
             if block != self._block:
                 self._close_block(block)
+                released += [cells for cells in [self._release(final=False)] if cells is not None]
             take = min(db.shape[0] - row, (block + 1) * self.block_frames - frame)
             part = db[row : row + take]
-            out[row : row + take] = np.nan if self._floor is None else part - self._floor
+            if self._pending.shape[0] == 0:
+                self._pending_first = frame
+            self._pending = np.concatenate([self._pending, part])
             self._block_sum += part.sum(axis=0, dtype=np.float64)
             self._block_count += take
             row += take
             frame += take
-        return out
+        released += [cells for cells in [self._release(final=False)] if cells is not None]
+        if not released:
+            return None
+        return Cells(
+            released[0].first_frame,
+            np.concatenate([c.snr_db for c in released]),
+            np.concatenate([c.level_db for c in released]),
+        )
 
-    def _close_block(self, block: int) -> None:
+    def flush(self) -> Cells | None:
+        """The end of the stream or a gap: the waiting rows, over the floors the blocks read so
+        far allow (their look-ahead cut short)."""
+        self._close_block(None)
+        return self._release(final=True)
+
+    def _release(self, final: bool) -> Cells | None:
+        out_first, parts, levels = self._pending_first, [], []
+        while self._pending.shape[0]:
+            block = self._pending_first // self.block_frames
+            later = [mean for index, mean in self._history if index > block]
+            if len(later) < self.lookahead_blocks and not final:
+                break
+            earlier = [mean for index, mean in self._history if index < block]
+            means = earlier[-self.history_blocks :] + later[: self.lookahead_blocks]
+            take = min(
+                self._pending.shape[0], (block + 1) * self.block_frames - self._pending_first
+            )
+            rows = self._pending[:take]
+            levels.append(rows)
+            if len(means) >= self.min_blocks:
+                floor = np.quantile(np.stack(means), self.settings.floor_quantile, axis=0)
+                parts.append(rows - floor.astype(np.float32))
+            else:
+                parts.append(np.full_like(rows, np.nan))
+            self._pending = self._pending[take:]
+            self._pending_first += take
+        if not parts:
+            return None
+        return Cells(out_first, np.concatenate(parts), np.concatenate(levels))
+
+    def _close_block(self, block: int | None) -> None:
         # A block cut short by a gap counts only if it holds half its frames.
-        if self._block_count * 2 >= self.block_frames:
-            self._history.append((self._block_sum / self._block_count).astype(np.float32))
+        if self._block is not None and self._block_count * 2 >= self.block_frames:
+            mean = (self._block_sum / self._block_count).astype(np.float32)
+            self._history.append((self._block, mean))
         self._block = block
         self._block_sum[:] = 0.0
         self._block_count = 0
-        if len(self._history) >= self.min_blocks:
-            history = np.stack(self._history)
-            self._floor = np.quantile(history, self.settings.floor_quantile, axis=0).astype(
-                np.float32
-            )
-        else:
-            self._floor = None
 
 
 def _smooth_bins(power: np.ndarray, pad_lo: int, pad_hi: int) -> np.ndarray:

@@ -63,21 +63,22 @@ class CandidateStage:
             self._regions = RegionTracker(self.settings, self._front)
         front, regions = self._front, self._regions
         assert regions is not None
-        cells = front.feed(samples, samples_between(_EPOCH, start_utc, sample_rate))
-        if cells is not None:
+        for cells in front.feed(samples, samples_between(_EPOCH, start_utc, sample_rate)):
             out += regions.add(cells)
-        self._settle(front, regions, cells is None)
+        self._settle(front, regions)
         return out
 
     def close(self) -> list[CandidateBox]:
         """A gap or the end of the stream: the open region ends here."""
         if self._front is None or self._regions is None:
             return []
-        out = self._regions.close()
+        cells = self._front.flush()
+        out = [] if cells is None else self._regions.add(cells)
+        out += self._regions.close()
         self._front.break_stream()
         return out
 
-    def _settle(self, front: SpectrogramFrontEnd, regions: RegionTracker, idle: bool) -> None:
+    def _settle(self, front: SpectrogramFrontEnd, regions: RegionTracker) -> None:
         first = regions.open_first_frame
         if first is None:
             first = front.next_frame

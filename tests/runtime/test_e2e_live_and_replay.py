@@ -21,6 +21,7 @@ from monitor.detect.schema import schema_errors
 from monitor.publish.files import FileOutput, FileSettings
 from monitor.runtime.daemon import Daemon, DaemonSettings, LiveMode, ReplayMode
 from monitor.timebase import from_epoch, parse_utc, utc_now
+from tests.support.candidates import call_extent
 from tests.support.e2e import (
     HOP_S,
     WINDOW_S,
@@ -55,7 +56,8 @@ async def listen(port: int, into: list[tuple[float, dict[str, Any]]], ready: asy
 
 
 def check_covers_each_call(stream: Stream, closed: list[dict[str, Any]]) -> None:
-    """One closed detection per call, starting no later than one hop after the call starts and
+    """One closed detection per call, starting no later than one hop after the call's onset (its
+    extent: stage 1's boxes follow the call, and Growl's clip fades in for 0.6 s) and
     ending no earlier than a second before it ends (the cascade's box ends where a clip's tail
     fades below the background), and no more than a window + hop away."""
     assert len(closed) == len(stream.calls), [(m["start_utc"], m["end_utc"]) for m in closed]
@@ -64,7 +66,8 @@ def check_covers_each_call(stream: Stream, closed: list[dict[str, Any]]) -> None
         stream.calls, sorted(closed, key=lambda m: m["start_utc"]), strict=True
     ):
         start, end = parse_utc(message["start_utc"]), parse_utc(message["end_utc"])
-        assert call.start_utc - window - hop <= start <= call.start_utc + hop, call.name
+        onset = call.start_utc + timedelta(seconds=call_extent(call.name)[0])
+        assert call.start_utc - window - hop <= start <= onset + hop, call.name
         assert call.end_utc - 2 * window <= end <= call.end_utc + window + hop, call.name
         assert message["label"] == "humpback"
         assert message["feed"]["node"] == NODE

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from monitor.candidates.settings import DetectorSettings
 from monitor.runtime.resume import load_resume_point, state_path
 from monitor.timebase import parse_utc, utc_now
 from tests.support.e2e import HOP_S, build_stream, publish, redis_messages, write_config
@@ -84,11 +85,13 @@ async def test_sigterm_closes_the_open_detection_and_restart_continues(
     state_dir = tmp_path / "state"
     config = write_config(
         tmp_path, moto_server.endpoint_url, bucket_name, NODE, trained_classifier,
-        redis_url=redis_server.url, redis_stream=key, state_dir=state_dir,
+        redis_url=redis_server.url, redis_stream=key, state_dir=state_dir, quiet_s=15.0,
     )  # fmt: skip
     async with synthetic_node(moto_server.endpoint_url, bucket_name, NODE) as node:
         await node.set_latest(folder_epoch)
-        await publish(node, stream, range(3))
+        # Stage 1 decides a box once it has read lookahead_s past it: one segment after the
+        # call's; the long quiet time keeps the detection open at the live edge.
+        await publish(node, stream, range(4))
 
         # Run 1: from the folder's start (backfill), until the detection is open.
         first_log = tmp_path / "run1.log"
@@ -116,7 +119,7 @@ async def test_sigterm_closes_the_open_detection_and_restart_continues(
         assert saved is not None
 
         # Run 2: the rest of the stream is on S3 now; resume from the state directory.
-        await publish(node, stream, range(3, SEGMENTS))
+        await publish(node, stream, range(4, SEGMENTS))
         second_log = tmp_path / "run2.log"
         second = start(config, second_log)
         stream_end = stream.start_utc + timedelta(seconds=SEGMENTS * 10)
@@ -124,9 +127,9 @@ async def test_sigterm_closes_the_open_detection_and_restart_continues(
 
             async def caught_up() -> bool:
                 point = load_resume_point(state_path(state_dir, "live", NODE), NODE)
-                return point is not None and point.next_window_utc >= stream_end - timedelta(
-                    seconds=2
-                )
+                # Windows wait for stage 1's look-ahead: the live edge is that far behind.
+                behind = timedelta(seconds=DetectorSettings().lookahead_s + 3)
+                return point is not None and point.next_window_utc >= stream_end - behind
 
             await wait_for(caught_up, 90, "the restart to catch up", second)
             assert await stop(second) == 0

@@ -134,6 +134,7 @@ def config_toml(
     extra_nodes: tuple[str, ...] = (),
     supervisor_backoff_s: float = 1.0,
     health_tick_s: float = 5.0,
+    quiet_s: float = 2.0,
 ) -> str:
     """A complete config file for the scenario (every path under ``workdir``)."""
     lines = [
@@ -160,7 +161,7 @@ def config_toml(
         "num_threads = 1",
         "[events]",
         "min_positive_windows = 2",
-        "quiet_s = 2.0",
+        f"quiet_s = {quiet_s}",
         "[outputs]",
         f"redis = {'true' if redis_url else 'false'}",
         "[redis]",

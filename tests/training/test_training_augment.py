@@ -36,3 +36,33 @@ def test_no_splice_by_default() -> None:
     mixer = WindowMixer([quiet], [quiet], [], [], RATE, RATE * 5, MixSettings(hum_prob=0.0))
     window = mixer.background(torch.Generator().manual_seed(1))
     assert torch.unique(window).numel() == 1
+
+
+def test_hard_negatives_high_passed_lose_their_low_band_and_keep_their_call() -> None:
+    from training.train_classifier import high_passed
+
+    rate = 16_000
+    t = torch.arange(rate * 2) / rate
+    rumble = 10.0 * torch.sin(2 * math.pi * 80.0 * t)  # the recorder's loud low band
+    call = 0.5 * torch.sin(2 * math.pi * 2_500.0 * t)  # the animal, 26 dB under it
+    filtered = high_passed(rumble + call, rate, 500.0)
+
+    def band_power(wave: torch.Tensor, low: float, high: float) -> float:
+        spectrum = torch.fft.rfft(wave).abs() ** 2
+        freqs = torch.fft.rfftfreq(wave.numel(), 1 / rate)
+        return float(spectrum[(freqs >= low) & (freqs < high)].sum())
+
+    assert band_power(filtered, 0, 200) < 1e-4 * band_power(rumble + call, 0, 200)
+    assert math.isclose(
+        band_power(filtered, 2_000, 3_000), band_power(call, 2_000, 3_000), rel_tol=1e-3
+    )
+    assert high_passed(rumble, rate, 0.0) is rumble
+
+
+def test_hard_negative_high_pass_must_be_below_nyquist() -> None:
+    import pytest
+
+    from training.train_classifier import high_passed
+
+    with pytest.raises(ValueError, match="hard_negative_highpass_hz"):
+        high_passed(torch.zeros(100), 16_000, 8_000.0)
