@@ -200,7 +200,12 @@ def run_default_model(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.default_model", description=__doc__)
-    parser.add_argument("--config", type=Path, help="training TOML ([train_classifier] recipe)")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=Path(__file__).resolve().parent.parent / "config" / "training.toml",
+        help="training TOML ([train_classifier] recipe; default: the repo's config/training.toml)",
+    )
     parser.add_argument("--out", type=Path, required=True, help="work folder (resumes)")
     parser.add_argument("--install", type=Path, help="write the finished bundle here")
     parser.add_argument(

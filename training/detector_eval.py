@@ -291,9 +291,10 @@ def separation(
     fold: FoldScores, hop_s: float, window_s: float, mode: str = "every-window"
 ) -> dict[str, float]:
     """How far the model ranks the held-out calls above the background, whatever the event
-    rules: each call's peak (its best scored window that overlaps it) against the background
-    stream's scored windows; the share of calls above the background's maximum (found at 0 false
-    detections), and the AUC of call peaks against background windows."""
+    rules: each call's peak (its best scored window that holds the call's middle, not a sound
+    beside it) against the background stream's scored windows; the share of calls above the
+    background's maximum (found at 0 false detections), and the AUC of call peaks against
+    background windows."""
     call_scores, background = fold.call_scores, fold.background_scores
     if mode == "cascade":
         chosen = [fold.selection("calls", mode), fold.selection("background", mode)]
@@ -304,8 +305,9 @@ def separation(
     background = background[np.isfinite(background)]
     peaks = []
     for start, end in fold.calls:
-        first = max(0, int(np.floor((start - window_s) / hop_s)) + 1)
-        last = min(len(call_scores) - 1, int(np.ceil(end / hop_s)) - 1)
+        middle = (start + end) / 2  # windows holding the call, not a sound beside it
+        first = max(0, int(np.floor((middle - window_s) / hop_s)) + 1)
+        last = min(len(call_scores) - 1, int(np.floor(middle / hop_s)))
         over = call_scores[first : last + 1]
         over = over[np.isfinite(over)]
         peaks.append(float(over.max()) if over.size else 0.0)

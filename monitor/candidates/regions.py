@@ -71,7 +71,7 @@ class RegionTracker:
         return None if self._open is None else self._open.first
 
     def add(self, cells: Cells) -> list[CandidateBox]:
-        snr = np.where(self.front.allowed, cells.snr_db, -np.inf)
+        snr = np.where(self.front.allowed & ~np.isnan(cells.snr_db), cells.snr_db, -np.inf)
         with np.errstate(invalid="ignore"):
             active = snr >= self.settings.threshold_db  # NaN rows (no floor yet) are inactive
         any_active = active.sum(axis=1) >= self.settings.min_cells
@@ -94,7 +94,7 @@ class RegionTracker:
                 self._open = region = _Region(frame, frame, [])
             region.last = frame
             self.quiet_from = frame + 1
-            region.rows.append((frame, np.nan_to_num(snr[row], nan=-np.inf), cells.level_db[row]))
+            region.rows.append((frame, snr[row], cells.level_db[row]))
         return out
 
     def close(self) -> list[CandidateBox]:

@@ -19,6 +19,7 @@ from training.detector_eval import (
     compare_modes,
     detections,
     fold_result,
+    separation,
     window_scores,
 )
 
@@ -82,3 +83,17 @@ def test_cascade_mode_scores_only_the_windows_on_stage_one_boxes(tmp_path: Path)
     assert [cv["mode"] for cv in both.values()] == ["every-window", "cascade"]
     assert both["cascade"]["per_type"][0]["box_recall"] == 1.0
     assert len(both["cascade"]["sweep"]) == len(RULE_GRID["threshold"])
+
+
+def test_separation_ranks_the_windows_holding_each_call_against_the_background() -> None:
+    # Windows of 2 s on a 1 s grid; calls in the middle of windows 4 and 10.
+    calls = np.array([0.1, 0.1, 0.1, 0.9, 0.95, 0.1, 0.1, 0.1, 0.1, 0.2, 0.6, 0.3], np.float32)
+    background = np.array([0.1, 0.2, 0.3, 0.7, 0.5, np.nan], np.float32)
+    fold = FoldScores("t", calls, [(4.5, 5.5), (10.5, 11.5)], background, 6.0)
+    figures = separation(fold, hop_s=1.0, window_s=2.0)
+    assert figures["call_peak_max"] == np.float32(0.95)
+    # The second call's best holding window is 0.6 (the 0.3 beside it does not count).
+    assert figures["call_peak_min"] == np.float32(0.6)
+    assert figures["background_max"] == np.float32(0.7)
+    assert figures["calls_above_background"] == 0.5
+    assert figures["auc"] == (5 + 4) / 10  # 0.95 above all 5; 0.6 above all but 0.7
