@@ -190,15 +190,18 @@ async def run_recall(work: Path) -> None:
     placed = [(CALL_NAMES[i % 7], 40.0 * i + 13.3) for i in range(7)]
     stream = build_stream(1_717_761_600, 7 * 40.0, placed)
     root = mirror(work / "mirror", stream)
-    print("| mode | calls found | start error | end error | windows scored | CPU s |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| mode | calls found | start − clip start | end − clip end | start − call extent start "
+        "| end − call extent end | windows scored | CPU s |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for mode in ("every-window", "cascade"):
         config = replay_config(work / mode, root, classifier, mode)
         began = time.process_time()
         daemon = await replay(config, stream, work / mode / "out")
         cpu = time.process_time() - began
         closed = closed_detections(work / mode / "out")
-        starts, ends, found = [], [], 0
+        starts, ends, extent_starts, extent_ends, found = [], [], [], [], 0
         for call in stream.calls:
             hits = [
                 m
@@ -208,14 +211,20 @@ async def run_recall(work: Path) -> None:
             ]
             if hits:
                 found += 1
-                starts.append((parse_utc(hits[0]["start_utc"]) - call.start_utc).total_seconds())
-                ends.append((parse_utc(hits[-1]["end_utc"]) - call.end_utc).total_seconds())
+                start = (parse_utc(hits[0]["start_utc"]) - call.start_utc).total_seconds()
+                end = (parse_utc(hits[-1]["end_utc"]) - call.start_utc).total_seconds()
+                extent = call_extent(call.name)
+                starts.append(start)
+                ends.append(end - (call.end_utc - call.start_utc).total_seconds())
+                extent_starts.append(start - extent[0])
+                extent_ends.append(end - extent[1])
         progress = daemon.pipelines[NODE].progress
         handled = progress.windows_scored + progress.windows_unscored
         extra = len(closed) - found
         print(
             f"| {mode} | {found}/{len(stream.calls)} (+{extra} other) | "
             f"{describe(starts)} | {describe(ends)} | "
+            f"{describe(extent_starts)} | {describe(extent_ends)} | "
             f"{progress.windows_scored}/{handled} | {cpu:.1f} |"
         )
 

@@ -31,6 +31,10 @@ class MixSettings:
     synthetic_fraction: float = 0.0  # positives that are synthetic humpback-like calls
     synthetic_negative_fraction: float = 0.0  # hard negatives that are synthetic orca-like calls
     splice_prob: float = 0.0  # background cut at a random point to another (a click at the join)
+    # Calls and hard negatives placed with their middle at the window's (± centre_jitter_s), as
+    # the cascade's windows are centred on stage-1 boxes; the rest at a uniform offset.
+    centred_fraction: float = 0.0
+    centre_jitter_s: float = 0.5
 
 
 def _pick(items: list[torch.Tensor], generator: torch.Generator) -> torch.Tensor:
@@ -147,11 +151,15 @@ class WindowMixer:
     def place(
         self, window: torch.Tensor, sound: torch.Tensor, snr_db: float, generator: torch.Generator
     ) -> torch.Tensor:
-        """Add ``sound`` (cut to the window) at a random offset, scaled to ``snr_db`` over the
-        background in the span it covers."""
+        """Add ``sound`` (cut to the window) at a random offset (or centred: ``centred_fraction``),
+        scaled to ``snr_db`` over the background in the span it covers."""
         sound = sound[: self.length]
         room = self.length - sound.numel()
-        start = int(torch.randint(room + 1, (), generator=generator))
+        if float(torch.rand((), generator=generator)) < self.settings.centred_fraction:
+            jitter = uniform(-1.0, 1.0, generator) * self.settings.centre_jitter_s * self.rate
+            start = min(max(round(room / 2 + jitter), 0), room)
+        else:
+            start = int(torch.randint(room + 1, (), generator=generator))
         span = window[start : start + sound.numel()]
         scale = torch.sqrt(power(span) * 10 ** (snr_db / 10) / power(sound))
         out = window.clone()

@@ -82,6 +82,7 @@ class TrainClassifierSettings:
     # > 0: hard-negative recordings are high-passed here before mixing, so their SNR is set by the
     # animal's band, not by the recorder's low-frequency noise (docs/benchmarks.md).
     hard_negative_highpass_hz: float = 0.0
+    centred_fraction: float = 0.0  # calls/negatives centred in the window, as the cascade's are
     amp: bool = True  # bf16 autocast on CUDA
     device: str = "auto"
     seed: int = 1234
@@ -163,6 +164,7 @@ def window_mixer(
             synthetic_fraction=settings.synthetic_fraction,
             synthetic_negative_fraction=settings.synthetic_negative_fraction,
             splice_prob=settings.splice_prob,
+            centred_fraction=settings.centred_fraction,
         ),
     )
 

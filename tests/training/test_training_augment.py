@@ -66,3 +66,28 @@ def test_hard_negative_high_pass_must_be_below_nyquist() -> None:
 
     with pytest.raises(ValueError, match="hard_negative_highpass_hz"):
         high_passed(torch.zeros(100), 16_000, 8_000.0)
+
+
+def test_centred_sounds_sit_mid_window_within_the_jitter() -> None:
+    quiet = torch.zeros(RATE * 8)
+    burst = torch.ones(RATE)  # 1 s in a 5 s window: centred, it starts at 2 s ± 0.5 s
+    settings = MixSettings(centred_fraction=1.0, extra_background_prob=0.0, hum_prob=0.0)
+    mixer = WindowMixer([burst], [quiet], [], [], RATE, RATE * 5, settings)
+    generator = torch.Generator().manual_seed(1)
+    starts = []
+    for _ in range(50):
+        window = mixer.place(quiet[: RATE * 5] + 1e-3, burst, 10.0, generator)
+        starts.append(int(torch.nonzero(window > 2e-3)[0]) / RATE)
+    assert all(1.5 - 1e-3 <= s <= 2.5 + 1e-3 for s in starts)
+    assert max(starts) - min(starts) > 0.5  # jittered, not one place
+    uniform_mixer = WindowMixer([burst], [quiet], [], [], RATE, RATE * 5, MixSettings())
+    spread = [
+        int(
+            torch.nonzero(
+                uniform_mixer.place(quiet[: RATE * 5] + 1e-3, burst, 10.0, generator) > 2e-3
+            )[0]
+        )
+        / RATE
+        for _ in range(50)
+    ]
+    assert min(spread) < 1.0 and max(spread) > 3.0  # by default anywhere in the window
