@@ -324,6 +324,11 @@ def separation(
     }
 
 
+def _mean_of_known(values: list[float]) -> float:
+    known = [v for v in values if not np.isnan(v)]
+    return float(np.mean(known)) if known else float("nan")
+
+
 def _only_selected(scores: np.ndarray, selected: Selection | None) -> np.ndarray:
     out = np.full_like(scores, np.nan)
     if selected is not None:
@@ -366,10 +371,8 @@ def summarise(
     return {
         "mode": mode,
         "rules": asdict(rules),
-        "auc": float(np.nanmean([r["auc"] for r in rows])) if rows else float("nan"),
-        "calls_above_background": (
-            float(np.nanmean([r["calls_above_background"] for r in rows])) if rows else float("nan")
-        ),
+        "auc": _mean_of_known([r["auc"] for r in rows]),
+        "calls_above_background": _mean_of_known([r["calls_above_background"] for r in rows]),
         "per_type": rows,
         "types_detected": sum(r["recall"] >= DETECTED_RECALL for r in rows),
         "types": len(rows),
