@@ -353,7 +353,7 @@ def fold_result(
         "false_detections": false,
         "background_hours": fold.background_s / 3600,
         "false_per_hour": false / (fold.background_s / 3600),
-    } | separation(fold, hop_s, window_s, mode)
+    }
     if calls_in is not None and background_in is not None:
         row |= {
             "box_recall": _overlapped(fold.calls, calls_in.box_spans) / len(fold.calls),
@@ -371,8 +371,6 @@ def summarise(
     return {
         "mode": mode,
         "rules": asdict(rules),
-        "auc": _mean_of_known([r["auc"] for r in rows]),
-        "calls_above_background": _mean_of_known([r["calls_above_background"] for r in rows]),
         "per_type": rows,
         "types_detected": sum(r["recall"] >= DETECTED_RECALL for r in rows),
         "types": len(rows),
@@ -403,7 +401,25 @@ def choose_rules(
         if best_key is None or key > best_key:
             best, best_key = result, key
     assert best is not None
-    return best | {"target_met": bool(best_key and best_key[0])}
+    return with_separation(best, folds, hop_s, window_s, mode) | {
+        "target_met": bool(best_key and best_key[0])
+    }
+
+
+def with_separation(
+    result: dict[str, Any], folds: list[FoldScores], hop_s: float, window_s: float, mode: str
+) -> dict[str, Any]:
+    """``result`` with each fold's ``separation`` figures and their means (they do not depend
+    on the event rules, so they are computed once, for the chosen rules' result)."""
+    rows = [
+        row | separation(fold, hop_s, window_s, mode)
+        for row, fold in zip(result["per_type"], folds, strict=True)
+    ]
+    return result | {
+        "per_type": rows,
+        "auc": _mean_of_known([r["auc"] for r in rows]),
+        "calls_above_background": _mean_of_known([r["calls_above_background"] for r in rows]),
+    }
 
 
 def score_fold(
